@@ -1,0 +1,180 @@
+"""The `hrm` console script: data build, train, eval, model-info.
+
+Bad input ends with one line on stderr naming what was wrong and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from hrm.config import ConfigError, DataConfig, SudokuConfig, builtin_configs, load_config
+
+
+class UsageError(Exception):
+    """Bad command-line input (exit code 2)."""
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config", required=True, help=f"YAML file or a shipped config name ({', '.join(builtin_configs())})"
+    )
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. model.H_cycles=3")
+
+
+def _cmd_model_info(args: argparse.Namespace) -> int:
+    from hrm.data.build import task_spec
+    from hrm.model import HRM, count_parameters, flops_per_segment
+
+    cfg = load_config(args.config, args.set)
+    spec = task_spec(cfg.data)
+    model = HRM(cfg.model, vocab_size=spec.vocab_size, seq_len=spec.seq_len, num_puzzle_ids=spec.num_puzzle_ids)
+    info = {
+        "arch": cfg.model.arch,
+        "parameters": count_parameters(model),
+        "puzzle_table_rows": spec.num_puzzle_ids if cfg.model.puzzle_emb else 0,
+        "puzzle_table_bytes": spec.num_puzzle_ids * cfg.model.hidden_size * 4 if cfg.model.puzzle_emb else 0,
+        "vocab_size": spec.vocab_size,
+        "seq_len": spec.seq_len,
+        "flops_per_segment": flops_per_segment(cfg.model, spec.seq_len, spec.vocab_size, training=True),
+        "flops_per_eval_segment": flops_per_segment(cfg.model, spec.seq_len, spec.vocab_size, training=False),
+    }
+    print(json.dumps(info))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from hrm.train import train
+
+    cfg = load_config(args.config, args.set)
+    out = args.out or cfg.train.out_dir
+    if args.resume and not Path(out).exists():
+        raise UsageError(f"--resume: run folder {out} does not exist")
+    metrics = train(cfg, out_dir=out, resume=args.resume)
+    print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from hrm.data.build import ensure_dataset
+    from hrm.data.loader import Split
+    from hrm.evaluate import evaluate
+    from hrm.train import load_model
+
+    if not Path(args.checkpoint).exists():
+        raise UsageError(f"--checkpoint {args.checkpoint} does not exist")
+    device = torch.device(args.device)
+    model, cfg, _ = load_model(args.checkpoint, device=device)
+    data_dir = Path(args.data) if args.data else ensure_dataset(cfg.data)
+    split = Split.load(data_dir, args.split)
+    metrics = evaluate(model, split, batch_size=args.batch_size, limit=args.limit, device=device)
+    print(json.dumps(metrics))
+    return 0
+
+
+def _cmd_data_build(args: argparse.Namespace) -> int:
+    from hrm.data.build import build_dataset, dataset_dir
+
+    if args.config:
+        cfg = load_config(args.config, args.set).data
+    else:
+        if args.task != "sudoku":
+            raise UsageError(f"unknown task '{args.task}' (allowed: sudoku)")
+        train_csv, test_csv = (args.from_csv + [None, None])[:2] if args.from_csv else (None, None)
+        if args.from_csv and len(args.from_csv) != 2:
+            raise UsageError("--from-csv takes two files: TRAIN_CSV TEST_CSV")
+        sudoku = SudokuConfig(
+            size=args.size, difficulty=args.difficulty, blanks=args.blanks, train_csv=train_csv, test_csv=test_csv
+        )
+        cfg = DataConfig(
+            task="sudoku",
+            root=args.root,
+            seed=args.seed,
+            num_train=args.num_train,
+            num_test=args.num_test,
+            num_aug=args.num_aug,
+            sudoku=sudoku,
+        )
+    if args.out:
+        cfg = replace(cfg, path=args.out)
+    out = dataset_dir(cfg)
+    build_dataset(cfg, out)
+    print(json.dumps({"path": str(out)}))
+    return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hrm", description="Hierarchical Reasoning Models")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("model-info", help="parameters, puzzle-table rows and FLOPs of a config (JSON)")
+    _add_config_args(p)
+    p.set_defaults(func=_cmd_model_info)
+
+    p = sub.add_parser("train", help="train one model in this process")
+    _add_config_args(p)
+    p.add_argument("--out", help="run folder (default: train.out_dir)")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint")
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder (runs/X/checkpoints/step_N)")
+    p.add_argument("--data", help="dataset folder (default: the one in the checkpoint's config)")
+    p.add_argument("--split", choices=["test", "train"], default="test")
+    p.add_argument("--limit", type=_positive, default=0, help="first N rows only (0 = all)")
+    p.add_argument("--batch-size", type=_positive, default=256)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.set_defaults(func=_cmd_eval)
+
+    data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("build", help="build a dataset (from a config, or from flags)")
+    p.add_argument("task", nargs="?", default="sudoku", help="sudoku")
+    p.add_argument("--config", help="build the dataset a train config describes")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", help="output folder (default: <root>/<task>-<options hash>)")
+    p.add_argument("--root", default="data")
+    p.add_argument("--size", type=int, choices=[4, 6, 9], default=9)
+    p.add_argument("--difficulty", choices=["easy", "minimal", "hard"], default="hard")
+    p.add_argument("--blanks", type=_positive, help="cells to blank for --difficulty easy")
+    p.add_argument("--num-train", type=_positive, default=1000)
+    p.add_argument("--num-test", type=_positive, default=1000)
+    p.add_argument("--num-aug", type=_positive, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--from-csv", nargs="+", metavar="CSV", help="published format: TRAIN_CSV TEST_CSV")
+    p.set_defaults(func=_cmd_data_build)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, UsageError, FileNotFoundError, ValueError) as exc:
+        if os.environ.get("HRM_DEBUG"):
+            raise
+        print(f"hrm: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hrm: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,372 @@
+"""Typed, frozen configuration for model, data, optimiser and training.
+
+Every component owns a keyword-only frozen dataclass; `load_config` builds them from
+YAML and rejects unknown keys (suggesting the closest one) and wrong types with one
+line that names the file, the dotted key and what is allowed. Cross-field checks
+live in `__post_init__`. `--set a.b=value` overrides are applied to the raw mapping
+before validation, so they get the same checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config problem; the message is one line meant for the user."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    arch: Literal["hrm"] = "hrm"
+    hidden_size: int = 512
+    num_heads: int = 8
+    expansion: float = 4.0
+    H_layers: int = 4
+    L_layers: int = 4
+    H_cycles: int = 2
+    L_cycles: int = 2
+    halt_max_steps: int = 16
+    halt_exploration_prob: float = 0.1
+    # Inference may run more segments than training (trained at 8, run at 16 helps
+    # Sudoku); None = halt_max_steps.
+    eval_halt_max_steps: int | None = None
+    pos_encoding: Literal["rope", "learned"] = "rope"
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-5
+    puzzle_emb: bool = True
+    loss: Literal["stablemax", "softmax"] = "stablemax"
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "num_heads", "H_layers", "L_layers", "H_cycles", "L_cycles", "halt_max_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"model.hidden_size ({self.hidden_size}) must be divisible by model.num_heads ({self.num_heads})"
+            )
+        if self.pos_encoding == "rope" and (self.hidden_size // self.num_heads) % 2:
+            raise ConfigError("model.pos_encoding 'rope' needs an even head dim (hidden_size / num_heads)")
+        if not 0.0 <= self.halt_exploration_prob <= 1.0:
+            raise ConfigError(f"model.halt_exploration_prob must be in [0, 1], got {self.halt_exploration_prob}")
+        if self.expansion <= 0:
+            raise ConfigError(f"model.expansion must be > 0, got {self.expansion}")
+        if self.eval_halt_max_steps is not None and self.eval_halt_max_steps < 1:
+            raise ConfigError(f"model.eval_halt_max_steps must be >= 1 or null, got {self.eval_halt_max_steps}")
+
+    @property
+    def eval_steps(self) -> int:
+        return self.eval_halt_max_steps or self.halt_max_steps
+
+
+@dataclass(frozen=True, kw_only=True)
+class SudokuConfig:
+    size: Literal[4, 6, 9] = 9
+    difficulty: Literal["easy", "minimal", "hard"] = "hard"
+    # Cells removed from the solution for difficulty 'easy' (ignored otherwise).
+    blanks: int | None = None
+    # Published CSVs (source,question,answer,rating) instead of generating.
+    train_csv: str | None = None
+    test_csv: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.difficulty == "easy" and self.train_csv is None:
+            if self.blanks is None or not 0 < self.blanks < self.size * self.size:
+                raise ConfigError(
+                    f"data.sudoku.blanks must be in 1..{self.size * self.size - 1} for difficulty 'easy', "
+                    f"got {self.blanks}"
+                )
+        if (self.train_csv is None) != (self.test_csv is None):
+            raise ConfigError("data.sudoku.train_csv and data.sudoku.test_csv must be given together")
+        if self.train_csv is not None and self.size != 9:
+            raise ConfigError("data.sudoku.train_csv is the published 9x9 format: data.sudoku.size must be 9")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    task: Literal["sudoku"] = "sudoku"
+    # Built datasets are cached under root/<task>-<hash of the builder options>;
+    # `path` points at a prebuilt dataset folder instead.
+    root: str = "data"
+    path: str | None = None
+    seed: int = 0
+    num_train: int | None = 1000
+    num_test: int = 1000
+    num_aug: int = 1000
+    sudoku: SudokuConfig = field(default_factory=SudokuConfig)
+
+    def __post_init__(self) -> None:
+        if self.num_train is not None and self.num_train < 1:
+            raise ConfigError(f"data.num_train must be >= 1 or null (all), got {self.num_train}")
+        if self.num_test < 1:
+            raise ConfigError(f"data.num_test must be >= 1, got {self.num_test}")
+        if self.num_aug < 0:
+            raise ConfigError(f"data.num_aug must be >= 0, got {self.num_aug}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimConfig:
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 0.1
+    puzzle_emb_lr: float = 1e-2
+    puzzle_emb_weight_decay: float = 0.1
+    warmup_steps: int = 2000
+    # Cosine decay ends at lr * lr_min_ratio; 1.0 keeps lr constant after warm-up.
+    lr_min_ratio: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.lr < 0 or self.puzzle_emb_lr < 0:
+            raise ConfigError("optim.lr and optim.puzzle_emb_lr must be >= 0")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"optim.betas must both be in [0, 1), got {list(self.betas)}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 <= self.lr_min_ratio <= 1.0:
+            raise ConfigError(f"optim.lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    global_batch_size: int = 768
+    # Length in optimiser steps (= ACT segments), or in epochs (one augmented
+    # variant per puzzle group each); exactly one of the two.
+    steps: int | None = None
+    epochs: int | None = None
+    eval_interval: int = 1000
+    # 0 evaluates the whole test split.
+    eval_samples: int = 0
+    eval_batch_size: int | None = None
+    log_interval: int = 50
+    checkpoint: bool = True
+    keep_checkpoints: int = 2
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # 'auto' = bfloat16 + torch.compile on CUDA, float32 eager on CPU.
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    compile: Literal["auto", "on", "off"] = "auto"
+    out_dir: str = "runs/default"
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if (self.steps is None) == (self.epochs is None):
+            raise ConfigError("train: give exactly one of train.steps and train.epochs")
+        for name in ("global_batch_size", "eval_interval", "log_interval"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if (self.steps or 1) < 1 or (self.epochs or 1) < 1:
+            raise ConfigError("train.steps / train.epochs must be >= 1")
+        if self.eval_samples < 0:
+            raise ConfigError(f"train.eval_samples must be >= 0, got {self.eval_samples}")
+        if self.keep_checkpoints < 1:
+            raise ConfigError(f"train.keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    name: str = "hrm"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=1000))
+
+
+# ---------------------------------------------------------------------------
+# building dataclasses from plain mappings, strictly
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return "a list [" + ", ".join(_type_name(a) for a in typing.get_args(tp)) + "]"
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(tp, str(tp))
+
+
+_MISSING = object()
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Return `value` as type `tp` or _MISSING if it does not fit."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        # YAML reads `on`/`off` as booleans; our literals mean the words.
+        if isinstance(value, bool) and "on" in allowed:
+            value = "on" if value else "off"
+        return value if value in allowed and type(value) in {type(a) for a in allowed} else _MISSING
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            out = _coerce(value, arg, key)
+            if out is not _MISSING:
+                return out
+        return _MISSING
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            return _MISSING
+        items = [_coerce(v, a, key) for v, a in zip(value, args)]
+        return _MISSING if any(i is _MISSING for i in items) else tuple(items)
+    if tp is type(None):
+        return None if value is None else _MISSING
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            return _MISSING
+        return _build(tp, value, key)
+    if tp is bool:
+        return value if isinstance(value, bool) else _MISSING
+    if tp is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _MISSING
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        return _MISSING
+    if tp is str:
+        return value if isinstance(value, str) else _MISSING
+    raise TypeError(f"unsupported config type {tp} at {key}")
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"unknown key '{dotted}'{hint} (allowed: {', '.join(names)})")
+        out = _coerce(value, hints[key], dotted)
+        if out is _MISSING:
+            raise ConfigError(f"'{dotted}' must be {_type_name(hints[key])}, got {value!r}")
+        kwargs[key] = out
+    return cls(**kwargs)
+
+
+def from_dict(raw: dict[str, Any]) -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError("a config must be a mapping at the top level")
+    return _build(Config, raw)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))
+
+
+# ---------------------------------------------------------------------------
+# files and overrides
+
+
+def builtin_config_path(name: str) -> Path:
+    """Path of a config shipped in hrm/configs (name with or without .yaml)."""
+    stem = name[:-5] if name.endswith(".yaml") else name
+    return Path(str(resources.files("hrm") / "configs" / f"{stem}.yaml"))
+
+
+def builtin_configs() -> list[str]:
+    return sorted(p.name[:-5] for p in (resources.files("hrm") / "configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_config_path(spec: str) -> Path:
+    """A file path, or the name of a shipped config ('quickstart', 'sudoku_extreme')."""
+    path = Path(spec)
+    if path.exists():
+        return path
+    builtin = builtin_config_path(spec)
+    if "/" not in spec and builtin.exists():
+        return builtin
+    raise ConfigError(f"config file not found: {spec} (shipped configs: {', '.join(builtin_configs())})")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key.sub=value")
+    key, value = text.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override '{text}' has an empty key part")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override '{text}': value is not valid YAML ({exc.__class__.__name__})") from None
+    return parts, parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    raw = _deepcopy(raw)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = raw
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{text}': '{part}' is not a mapping")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def _deepcopy(raw: Any) -> Any:
+    if isinstance(raw, dict):
+        return {k: _deepcopy(v) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_deepcopy(v) for v in raw]
+    return raw
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (model, data, optim, train)")
+    return raw
+
+
+def load_config(spec: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a YAML config (file path or shipped name) with `key=value` overrides."""
+    path = resolve_config_path(str(spec))
+    raw = read_yaml(path)
+    try:
+        return from_dict(apply_overrides(raw, list(overrides)))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    tmp.replace(path)

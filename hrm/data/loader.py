@@ -1,0 +1,96 @@
+"""Reading datasets for training and evaluation.
+
+Training draws examples one at a time into the ACT slots that have halted, so the
+loader is a resumable *stream* rather than a batch iterator: each epoch shuffles
+the puzzle groups and takes one random member (augmented variant) of each. The
+epoch's order is a pure function of (seed, epoch), so the stream's whole state is
+two integers and resuming is exact. Data-parallel ranks take interleaved
+positions of the same order, so they never see the same example in an epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from hrm.data import storage
+
+
+@dataclass
+class Split:
+    columns: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+    @classmethod
+    def load(cls, root: str | Path, split: str) -> "Split":
+        columns, meta = storage.read_split(storage.split_path(root, split))
+        return cls(columns, meta)
+
+    def __len__(self) -> int:
+        return len(self.columns["inputs"])
+
+    def rows(self, index: np.ndarray) -> dict[str, torch.Tensor]:
+        """Model inputs for the given row indices, as int64 tensors."""
+        return {
+            "inputs": torch.from_numpy(self.columns["inputs"][index].astype(np.int64)),
+            "labels": torch.from_numpy(self.columns["labels"][index].astype(np.int64)),
+            "puzzle_ids": torch.from_numpy(self.columns["puzzle_id"][index].astype(np.int64)),
+        }
+
+
+class SampleStream:
+    def __init__(self, split: Split, seed: int, rank: int = 0, world_size: int = 1):
+        group_id = split.columns["group_id"]
+        if len(group_id) and np.any(np.diff(group_id) < 0):
+            raise ValueError("dataset rows must be ordered by group_id")
+        _, self.group_start, self.group_size = np.unique(group_id, return_index=True, return_counts=True)
+        self.split, self.seed, self.rank, self.world_size = split, seed, rank, world_size
+        self.epoch, self.position = 0, 0
+        self._order: np.ndarray | None = None
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.group_start)
+
+    def _epoch_rows(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch])
+        groups = rng.permutation(self.num_groups)
+        member = (rng.random(self.num_groups) * self.group_size[groups]).astype(np.int64)
+        rows = self.group_start[groups] + member
+        return rows[self.rank :: self.world_size]
+
+    def take(self, k: int) -> dict[str, torch.Tensor]:
+        out: list[np.ndarray] = []
+        need = k
+        while need > 0:
+            if self._order is None:
+                self._order = self._epoch_rows(self.epoch)
+            chunk = self._order[self.position : self.position + need]
+            out.append(chunk)
+            need -= len(chunk)
+            self.position += len(chunk)
+            if self.position >= len(self._order):
+                self.epoch, self.position, self._order = self.epoch + 1, 0, None
+        index = np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+        return self.split.rows(index)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.position, self._order = int(state["epoch"]), int(state["position"]), None
+
+
+def eval_batches(
+    split: Split, batch_size: int, limit: int = 0, rank: int = 0, world_size: int = 1
+) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+    """Fixed-order batches of the first `limit` rows (0 = all), this rank's share."""
+    n = len(split) if limit <= 0 else min(limit, len(split))
+    index = np.arange(n)[rank::world_size]
+    for start in range(0, len(index), batch_size):
+        rows = index[start : start + batch_size]
+        yield rows, split.rows(rows)

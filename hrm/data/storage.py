@@ -1,0 +1,79 @@
+"""Arrow storage for datasets: one IPC file per split, metadata in the schema.
+
+A split is a set of equally long columns. 2-D numpy arrays become fixed-size-list
+columns (one row per example), 1-D arrays plain columns. Files are written to a
+temporary name and renamed, so a reader never sees half a dataset, and they are
+read back memory-mapped so a 1M-row training set costs no resident memory until
+touched. The metadata (vocab, seq_len, counts, seed, builder config) is stored as
+sorted JSON under one schema key: the same build gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+META_KEY = b"hrm"
+SPLITS = ("train", "test")
+
+
+def split_path(root: str | os.PathLike, split: str) -> Path:
+    return Path(root) / f"{split}.arrow"
+
+
+def write_split(path: str | os.PathLike, columns: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    path = Path(path)
+    lengths = {name: len(arr) for name, arr in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"columns of {path.name} differ in length: {lengths}")
+    arrays, names = [], []
+    for name, arr in columns.items():
+        arr = np.ascontiguousarray(arr)
+        if arr.ndim == 2:
+            flat = pa.array(arr.reshape(-1))
+            arrays.append(pa.FixedSizeListArray.from_arrays(flat, arr.shape[1]))
+        elif arr.ndim == 1:
+            arrays.append(pa.array(arr))
+        else:
+            raise ValueError(f"column {name!r} has {arr.ndim} dims; only 1-D and 2-D arrays are stored")
+        names.append(name)
+    table = pa.Table.from_arrays(arrays, names=names)
+    table = table.replace_schema_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    os.replace(tmp, path)
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    with pa.memory_map(str(path), "r") as source:
+        schema = pa.ipc.open_file(source).schema
+    raw = (schema.metadata or {}).get(META_KEY)
+    if raw is None:
+        raise ValueError(f"{path} is not an hrm dataset file (no '{META_KEY.decode()}' schema metadata)")
+    return json.loads(raw)
+
+
+def read_split(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Columns as numpy arrays (zero-copy views of the memory map where possible)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"dataset split not found: {path}")
+    source = pa.memory_map(str(path), "r")
+    table = pa.ipc.open_file(source).read_all()
+    meta = json.loads(table.schema.metadata[META_KEY])
+    columns: dict[str, np.ndarray] = {}
+    for name in table.column_names:
+        col = table.column(name).combine_chunks()
+        if pa.types.is_fixed_size_list(col.type):
+            width = col.type.list_size
+            columns[name] = col.values.to_numpy(zero_copy_only=False).reshape(-1, width)
+        else:
+            columns[name] = col.to_numpy(zero_copy_only=False)
+    return columns, meta

@@ -1,0 +1,91 @@
+"""Optimisers and the learning-rate schedule of HRM.
+
+- `AdamATan2`: Adam with atan2 in place of the epsilon-guarded division, in the
+  reference form p <- p*(1 - lr*wd); p -= lr/(1-b1^t) * atan2(m, sqrt(v)/sqrt(1-b2^t)).
+  Written here rather than taken from `adam-atan2-pytorch`, whose update scales
+  atan2 by a=1.27 and bias-corrects m inside the atan2; its a=b=1 setting still
+  differs from this form whenever beta1's bias correction is not 1.
+- `SparseSignSGD`: sign-SGD with decoupled weight decay on only the puzzle-table
+  rows seen in the batch, gradients summed per unique id (and across workers).
+- `lr_at`: linear warm-up from 0, then cosine to lr * min_ratio.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+
+from hrm.model.hrm import PuzzleEmbedding
+
+
+class AdamATan2(torch.optim.Optimizer):
+    def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.95), weight_decay: float = 0.0):
+        if lr < 0:
+            raise ValueError(f"AdamATan2 lr must be >= 0, got {lr}")
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = torch.enable_grad()(closure)() if closure is not None else None
+        for group in self.param_groups:
+            lr, (b1, b2), wd = group["lr"], group["betas"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] += 1
+                t = state["step"].item()
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                g = p.grad
+                p.mul_(1 - lr * wd)
+                m.lerp_(g, 1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                step_size = lr / (1 - b1**t)
+                denom = v.sqrt() / math.sqrt(1 - b2**t)
+                p.add_(torch.atan2(m, denom), alpha=-step_size)
+        return loss
+
+
+class SparseSignSGD:
+    """Updates the rows of a PuzzleEmbedding table that the last forward used."""
+
+    def __init__(self, emb: PuzzleEmbedding, lr: float, weight_decay: float):
+        self.emb, self.lr, self.weight_decay = emb, lr, weight_decay
+
+    @torch.no_grad()
+    def step(self) -> None:
+        local, ids = self.emb.local, self.emb.local_ids
+        if local is None or local.grad is None:
+            return
+        grad, ids = local.grad, ids
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            grads = [torch.empty_like(grad) for _ in range(dist.get_world_size())]
+            all_ids = [torch.empty_like(ids) for _ in range(dist.get_world_size())]
+            dist.all_gather(grads, grad.contiguous())
+            dist.all_gather(all_ids, ids.contiguous())
+            grad, ids = torch.cat(grads), torch.cat(all_ids)
+        uniq, inverse = torch.unique(ids, return_inverse=True)
+        summed = torch.zeros(len(uniq), grad.shape[-1], dtype=torch.float32, device=grad.device)
+        summed.index_add_(0, inverse, grad.float())
+        table = self.emb.table
+        rows = table[uniq]
+        table[uniq] = rows * (1 - self.lr * self.weight_decay) - self.lr * torch.sign(summed)
+
+    def zero_grad(self) -> None:
+        self.emb.local = None
+        self.emb.local_ids = None
+
+
+def lr_at(step: int, base: float, warmup: int, total: int, min_ratio: float) -> float:
+    """Learning rate for 1-based optimiser step `step` of `total`."""
+    if step < warmup:
+        return base * step / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    progress = min(progress, 1.0)
+    return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))

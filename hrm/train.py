@@ -1,0 +1,426 @@
+"""Device-agnostic HRM training: deep supervision with an ACT carry.
+
+Each optimiser step is one ACT segment on every batch slot: forward, loss,
+backward, step. Slots whose example halted take a fresh example from the stream
+first; the others keep working on theirs. Every `eval_interval` steps the model is
+evaluated (all Mmax segments), a checkpoint is written atomically, and the
+`report(metrics, checkpoint_dir)` hook is called (the Ray jobs use it).
+
+Data parallel: when torch.distributed is initialised (e.g. by Ray Train) each
+rank owns global_batch/world slots, gradients and puzzle-table updates are
+summed across ranks, and metrics are all-reduced, so any world size follows
+the same math as one process with the same global batch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+
+from hrm.config import Config, ConfigError, save_config, to_dict
+from hrm.data.build import ensure_dataset
+from hrm.data.loader import SampleStream, Split
+from hrm.evaluate import autocast, evaluate
+from hrm.model.hrm import HRM, Carry
+from hrm.model.losses import act_loss
+from hrm.optim import AdamATan2, SparseSignSGD, lr_at
+
+Report = Callable[[dict[str, float], "str | None"], None]
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+# ---------------------------------------------------------------------------
+# runtime: device, precision, distributed
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    dtype: torch.dtype
+    compile: bool
+    rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_runtime(cfg: Config) -> Runtime:
+    t = cfg.train
+    if t.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is 'cuda' but no CUDA device is available (use 'auto' or 'cpu')")
+    distributed = dist.is_available() and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    use_cuda = t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        device = torch.device("cuda", local % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    dtype_name = t.dtype if t.dtype != "auto" else ("bfloat16" if use_cuda else "float32")
+    compile_on = t.compile == "on" or (t.compile == "auto" and use_cuda)
+    if t.global_batch_size % world:
+        raise ConfigError(
+            f"train.global_batch_size ({t.global_batch_size}) must be divisible by the number of workers ({world})"
+        )
+    return Runtime(device, getattr(torch, dtype_name), compile_on, rank, world)
+
+
+def _all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
+    if world == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+# ---------------------------------------------------------------------------
+# state
+
+
+@dataclass
+class TrainState:
+    cfg: Config
+    rt: Runtime
+    model: HRM
+    optimizer: AdamATan2
+    puzzle_optimizer: SparseSignSGD | None
+    stream: SampleStream
+    carry: Carry
+    total_steps: int
+    task: dict[str, int]
+    step: int = 0
+    eval_round: int = 0
+
+    @property
+    def local_batch(self) -> int:
+        return self.cfg.train.global_batch_size // self.rt.world_size
+
+
+def total_steps(cfg: Config, train_split: Split) -> int:
+    if cfg.train.steps is not None:
+        return cfg.train.steps
+    # An epoch takes one variant per puzzle group; mean examples per puzzle is 1
+    # for Sudoku/Maze and the demonstration count for ARC.
+    groups = train_split.meta["num_groups"]
+    mean_examples = train_split.meta.get("mean_examples_per_puzzle", 1.0)
+    return max(1, int(cfg.train.epochs * groups * mean_examples / cfg.train.global_batch_size))
+
+
+def build_model(cfg: Config, meta: dict[str, Any]) -> HRM:
+    return HRM(
+        cfg.model, vocab_size=meta["vocab_size"], seq_len=meta["seq_len"], num_puzzle_ids=meta["num_puzzle_ids"]
+    )
+
+
+def init_state(cfg: Config, rt: Runtime, train_split: Split) -> TrainState:
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg, train_split.meta).to(rt.device)
+    if rt.compile:
+        # Compile the segment (the hot path); the ACT bookkeeping stays eager.
+        model.segment = torch.compile(model.segment)
+    o = cfg.optim
+    optimizer = AdamATan2(model.parameters(), lr=0.0, betas=o.betas, weight_decay=o.weight_decay)
+    puzzle_optimizer = (
+        SparseSignSGD(model.puzzle_emb, lr=0.0, weight_decay=o.puzzle_emb_weight_decay)
+        if model.puzzle_emb is not None
+        else None
+    )
+    stream = SampleStream(train_split, seed=cfg.train.seed, rank=rt.rank, world_size=rt.world_size)
+    B = cfg.train.global_batch_size // rt.world_size
+    seq = train_split.meta["seq_len"]
+    zeros = torch.zeros(B, seq, dtype=torch.int64, device=rt.device)
+    carry = model.initial_carry(zeros, zeros.clone(), torch.zeros(B, dtype=torch.int64, device=rt.device))
+    task = {k: int(train_split.meta[k]) for k in ("vocab_size", "seq_len", "num_puzzle_ids")}
+    return TrainState(cfg, rt, model, optimizer, puzzle_optimizer, stream, carry, total_steps(cfg, train_split), task)
+
+
+# ---------------------------------------------------------------------------
+# one step
+
+
+def train_step(state: TrainState) -> dict[str, torch.Tensor]:
+    """One ACT segment with its own backward and optimiser step.
+
+    Returns per-step sums as tensors (no host sync here beyond the refill count).
+    """
+    cfg, rt, model = state.cfg, state.rt, state.model
+    carry = state.carry
+    # Host sync: the loader must know how many slots to refill.
+    num_new = int(carry.halted.sum())
+    if num_new:
+        new = {k: v.to(rt.device) for k, v in state.stream.take(num_new).items()}
+        carry = model.reset_halted(carry, new)
+    state.step += 1
+    o = cfg.optim
+    lr = lr_at(state.step, o.lr, o.warmup_steps, state.total_steps, o.lr_min_ratio)
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
+    if state.puzzle_optimizer is not None:
+        state.puzzle_optimizer.lr = lr_at(
+            state.step, o.puzzle_emb_lr, o.warmup_steps, state.total_steps, o.lr_min_ratio
+        )
+
+    model.train()
+    with autocast(rt.device, rt.dtype):
+        carry, out = model(carry)
+    loss, stats = act_loss(out, carry.labels, cfg.model.loss)
+    (loss / cfg.train.global_batch_size).backward()
+    params = [p for p in model.parameters()]
+    _all_reduce_grads(params, rt.world_size)
+    state.optimizer.step()
+    state.optimizer.zero_grad(set_to_none=True)
+    if state.puzzle_optimizer is not None:
+        state.puzzle_optimizer.step()
+        state.puzzle_optimizer.zero_grad()
+    state.carry = carry
+
+    halted = carry.halted
+    seq_correct = stats["seq_correct"]
+    sums = {
+        "loss/total": loss.detach().double(),
+        "halted": halted.sum().double(),
+        "exact": (seq_correct & halted).sum().double(),
+        "token_correct": stats["token_correct"][halted].sum().double(),
+        "token_count": stats["token_count"][halted].sum().double(),
+        "q_agree": (((out["q_halt"] > 0) == seq_correct) & halted).sum().double(),
+        "steps": carry.steps[halted].sum().double(),
+    }
+    for k, v in stats.items():
+        if k.startswith("loss/"):
+            sums[k] = v.double()
+    return sums
+
+
+def summarize(sums: dict[str, torch.Tensor], num_steps: int, state: TrainState) -> dict[str, float]:
+    """Turn accumulated step sums into named metrics (all-reduced across ranks)."""
+    keys = sorted(sums)
+    vec = torch.stack([sums[k] for k in keys])
+    if state.rt.world_size > 1:
+        dist.all_reduce(vec)
+    s = dict(zip(keys, vec.tolist()))
+    halted = max(s["halted"], 1.0)
+    per_sample = num_steps * state.cfg.train.global_batch_size
+    metrics = {k: v / per_sample for k, v in s.items() if k.startswith("loss/")}
+    metrics.update(
+        {
+            "train/exact_accuracy": s["exact"] / halted,
+            "train/token_accuracy": s["token_correct"] / max(s["token_count"], 1.0),
+            "train/q_halt_accuracy": s["q_agree"] / halted,
+            "train/mean_steps": s["steps"] / halted,
+            "train/halted_per_step": s["halted"] / num_steps,
+        }
+    )
+    return metrics
+
+
+# ---------------------------------------------------------------------------
+# checkpoints
+
+
+def checkpoint_dirs(out_dir: str | Path) -> list[Path]:
+    root = Path(out_dir) / "checkpoints"
+    if not root.exists():
+        return []
+    dirs = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and (p / CHECKPOINT_FILE).exists()]
+    return sorted(dirs, key=lambda p: int(p.name.split("_")[1]))
+
+
+def _rank_state(state: TrainState) -> dict[str, Any]:
+    rng = {"torch": torch.get_rng_state()}
+    if state.rt.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(state.rt.device)
+    return {
+        "carry": {k: v.cpu() for k, v in state.carry.to_dict().items()},
+        "stream": state.stream.state_dict(),
+        "rng": rng,
+    }
+
+
+def save_checkpoint(state: TrainState, out_dir: str | Path, metrics: dict[str, float]) -> Path | None:
+    """Write out_dir/checkpoints/step_N atomically (rank 0); returns its path."""
+    rank_state = _rank_state(state)
+    ranks = [rank_state]
+    if state.rt.world_size > 1:
+        ranks = [None] * state.rt.world_size
+        dist.all_gather_object(ranks, rank_state)
+    if not state.rt.is_main:
+        return None
+    root = Path(out_dir) / "checkpoints"
+    final = root / f"step_{state.step:08d}"
+    tmp = root / f".{final.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    payload = {
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "step": state.step,
+        "eval_round": state.eval_round,
+        "total_steps": state.total_steps,
+        "task": state.task,
+        "ranks": ranks,
+        "config": to_dict(state.cfg),
+        "metrics": metrics,
+    }
+    torch.save(payload, tmp / CHECKPOINT_FILE)
+    save_config(state.cfg, tmp / "config.yaml")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in checkpoint_dirs(out_dir)[: -state.cfg.train.keep_checkpoints]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    file = path / CHECKPOINT_FILE if path.is_dir() else path
+    if not file.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return torch.load(file, map_location=map_location, weights_only=True)
+
+
+def restore(state: TrainState, payload: dict[str, Any]) -> None:
+    state.model.load_state_dict(payload["model"])
+    state.optimizer.load_state_dict(payload["optimizer"])
+    state.step = payload["step"]
+    state.eval_round = payload["eval_round"]
+    ranks = payload["ranks"]
+    if len(ranks) != state.rt.world_size:
+        raise ConfigError(
+            f"checkpoint was written by {len(ranks)} workers, this run has {state.rt.world_size}: resume needs the same count"
+        )
+    mine = ranks[state.rt.rank]
+    state.carry = Carry.from_dict({k: v.to(state.rt.device) for k, v in mine["carry"].items()})
+    state.stream.load_state_dict(mine["stream"])
+    torch.set_rng_state(mine["rng"]["torch"])
+    if "cuda" in mine["rng"] and state.rt.device.type == "cuda":
+        torch.cuda.set_rng_state(mine["rng"]["cuda"], state.rt.device)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[HRM, Config, dict[str, Any]]:
+    """A ready (eval-mode) model from a checkpoint folder or file, with its config."""
+    from hrm.config import from_dict
+
+    payload = load_checkpoint(path, map_location=device)
+    cfg = from_dict(payload["config"])
+    model = build_model(cfg, payload["task"]).to(device)
+    model.load_state_dict(payload["model"])
+    model.eval()
+    return model, cfg, payload
+
+
+# ---------------------------------------------------------------------------
+# the loop
+
+
+def _log_line(step: int, total: int, metrics: dict[str, float]) -> str:
+    keys = ("loss/total", "train/exact_accuracy", "train/mean_steps", "lr", "segments_per_s")
+    parts = [f"{k.split('/')[-1]} {metrics[k]:.4g}" for k in keys if k in metrics]
+    return f"[train] step {step}/{total} " + " ".join(parts)
+
+
+def train(
+    cfg: Config,
+    *,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    report: Report | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, float]:
+    """Train `cfg` to the end; returns the last evaluation's metrics."""
+    rt = resolve_runtime(cfg)
+    out = Path(out_dir or cfg.train.out_dir)
+    say = log if rt.is_main else (lambda _msg: None)
+
+    if rt.is_main:
+        data_dir = ensure_dataset(cfg.data, log=say)
+    if rt.world_size > 1:
+        dist.barrier()
+    if not rt.is_main:
+        data_dir = ensure_dataset(cfg.data, log=say)
+    train_split, test_split = Split.load(data_dir, "train"), Split.load(data_dir, "test")
+
+    state = init_state(cfg, rt, train_split)
+    if resume:
+        ckpts = checkpoint_dirs(out)
+        if ckpts:
+            restore(state, load_checkpoint(ckpts[-1], map_location=rt.device))
+            say(f"[train] resumed from {ckpts[-1]} at step {state.step}")
+        else:
+            say(f"[train] --resume: no checkpoint under {out}/checkpoints, starting fresh")
+    if rt.is_main:
+        save_config(cfg, out / "config.yaml")
+    writer = None
+    if rt.is_main and cfg.train.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tensorboard"))
+    say(
+        f"[train] {sum(p.numel() for p in state.model.parameters()):,} parameters, "
+        f"{len(train_split):,} train rows, {len(test_split):,} test rows, {state.total_steps} steps, "
+        f"device {rt.device} {str(rt.dtype).removeprefix('torch.')}, {rt.world_size} worker(s)"
+    )
+
+    t = cfg.train
+    eval_batch = t.eval_batch_size or state.local_batch
+    last_eval: dict[str, float] = {}
+    sums: dict[str, torch.Tensor] = {}
+    window_steps, window_start = 0, time.monotonic()
+    while state.step < state.total_steps:
+        step_sums = train_step(state)
+        for k, v in step_sums.items():
+            sums[k] = sums.get(k, 0) + v
+        window_steps += 1
+        done = state.step >= state.total_steps
+        if state.step % t.log_interval == 0 or done:
+            metrics = summarize(sums, window_steps, state)
+            if not math.isfinite(metrics["loss/total"]):
+                raise FloatingPointError(f"loss became {metrics['loss/total']} at step {state.step}")
+            elapsed = time.monotonic() - window_start
+            metrics["lr"] = state.optimizer.param_groups[0]["lr"]
+            metrics["segments_per_s"] = window_steps / max(elapsed, 1e-9)
+            metrics["samples_per_s"] = metrics["segments_per_s"] * t.global_batch_size
+            say(_log_line(state.step, state.total_steps, metrics))
+            if writer is not None:
+                for k, v in metrics.items():
+                    writer.add_scalar(k, v, state.step)
+            sums, window_steps, window_start = {}, 0, time.monotonic()
+        if state.step % t.eval_interval == 0 or done:
+            state.eval_round += 1
+            start = time.monotonic()
+            last_eval = evaluate(
+                state.model, test_split, batch_size=eval_batch, limit=t.eval_samples, device=rt.device, dtype=rt.dtype
+            )
+            last_eval.update(step=state.step, eval_round=state.eval_round, epoch=state.stream.epoch)
+            say(
+                f"[eval] step {state.step} round {state.eval_round}: exact {last_eval['exact_accuracy']:.4f} "
+                f"token {last_eval['token_accuracy']:.4f} q_halt {last_eval['q_halt_accuracy']:.3f} "
+                f"steps {last_eval['mean_steps']:.2f} ({time.monotonic() - start:.1f}s)"
+            )
+            if writer is not None:
+                for k, v in last_eval.items():
+                    writer.add_scalar(f"eval/{k}", v, state.step)
+                writer.flush()
+            ckpt = save_checkpoint(state, out, last_eval) if t.checkpoint else None
+            if report is not None:
+                report(dict(last_eval), str(ckpt) if ckpt is not None else None)
+            window_start = time.monotonic()  # eval time is not training throughput
+    if writer is not None:
+        writer.close()
+    return last_eval
+
