@@ -1,0 +1,1 @@
+"""Task datasets: builders, augmentations, Arrow storage and the training stream."""
