@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -200,6 +201,7 @@ def _type_name(tp: Any) -> str:
 
 
 _MISSING = object()
+_FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -235,6 +237,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return value if isinstance(value, int) and not isinstance(value, bool) else _MISSING
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        # PyYAML follows YAML 1.1, which reads `1e-3` (no dot) as a string.
+        if isinstance(value, str) and _FLOAT_RE.fullmatch(value.strip()):
             return float(value)
         return _MISSING
     if tp is str:

@@ -14,6 +14,7 @@ the same math as one process with the same global batch.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -334,6 +335,14 @@ def _log_line(step: int, total: int, metrics: dict[str, float]) -> str:
     return f"[train] step {step}/{total} " + " ".join(parts)
 
 
+def _truncate_history(path: Path, step: int) -> None:
+    """Drop history lines past `step` (written by a run that died after its checkpoint)."""
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    os.replace(tmp, path)
+
+
 def train(
     cfg: Config,
     *,
@@ -356,6 +365,10 @@ def train(
     train_split, test_split = Split.load(data_dir, "train"), Split.load(data_dir, "test")
 
     state = init_state(cfg, rt, train_split)
+    if not resume and checkpoint_dirs(out):
+        raise ConfigError(
+            f"run folder {out} already has checkpoints: resume it (--resume) or choose another output folder"
+        )
     if resume:
         ckpts = checkpoint_dirs(out)
         if ckpts:
@@ -365,6 +378,17 @@ def train(
             say(f"[train] --resume: no checkpoint under {out}/checkpoints, starting fresh")
     if rt.is_main:
         save_config(cfg, out / "config.yaml")
+    # Full-precision, machine-readable history next to the TensorBoard logs.
+    history_path = out / "metrics.jsonl"
+    if rt.is_main and history_path.exists():
+        _truncate_history(history_path, state.step)
+    history = open(history_path, "a") if rt.is_main else None
+
+    def record(kind: str, metrics: dict[str, float]) -> None:
+        if history is not None:
+            history.write(json.dumps({"kind": kind, "step": state.step, **metrics}) + "\n")
+            history.flush()
+
     writer = None
     if rt.is_main and cfg.train.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
@@ -396,6 +420,7 @@ def train(
             metrics["segments_per_s"] = window_steps / max(elapsed, 1e-9)
             metrics["samples_per_s"] = metrics["segments_per_s"] * t.global_batch_size
             say(_log_line(state.step, state.total_steps, metrics))
+            record("train", metrics)
             if writer is not None:
                 for k, v in metrics.items():
                     writer.add_scalar(k, v, state.step)
@@ -412,6 +437,7 @@ def train(
                 f"token {last_eval['token_accuracy']:.4f} q_halt {last_eval['q_halt_accuracy']:.3f} "
                 f"steps {last_eval['mean_steps']:.2f} ({time.monotonic() - start:.1f}s)"
             )
+            record("eval", last_eval)
             if writer is not None:
                 for k, v in last_eval.items():
                     writer.add_scalar(f"eval/{k}", v, state.step)
@@ -422,5 +448,7 @@ def train(
             window_start = time.monotonic()  # eval time is not training throughput
     if writer is not None:
         writer.close()
+    if history is not None:
+        history.close()
     return last_eval
 

@@ -69,8 +69,9 @@ def test_bad_configs_give_one_precise_line(tmp_path, text, pieces):
 
 def test_overrides_are_typed_and_validated(tmp_path):
     path = write(tmp_path, BASE)
-    cfg = load_config(str(path), ["model.H_cycles=3", "optim.betas=[0.8, 0.9]", "train.compile=off"])
+    cfg = load_config(str(path), ["model.H_cycles=3", "optim.betas=[0.8, 0.9]", "train.compile=off", "optim.lr=1e-3"])
     assert cfg.model.H_cycles == 3 and cfg.optim.betas == (0.8, 0.9) and cfg.train.compile == "off"
+    assert cfg.optim.lr == 1e-3  # YAML 1.1 reads 1e-3 as a string; accepted as a number
     with pytest.raises(ConfigError, match="did you mean 'L_cycles'"):
         load_config(str(path), ["model.L_cycels=3"])
     with pytest.raises(ConfigError, match="key.sub=value"):

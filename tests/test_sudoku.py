@@ -1,0 +1,341 @@
+"""Tests for hrm.data.sudoku: solver, generator, augmentation, CSV reader, build."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hrm.data import sudoku as S
+
+# Arto Inkala's "world's hardest Sudoku" (2012) and its unique solution.
+INKALA = "800000000003600000070090200050007000000045700000100030001000068008500010090000400"
+INKALA_SOL = "812753649943682175675491283154237896369845721287169534521974368438526917796318452"
+
+
+def grid(text: str) -> np.ndarray:
+    return np.array([0 if ch == "." else int(ch) for ch in text], dtype=np.uint8)
+
+
+def text(g: np.ndarray) -> str:
+    return "".join(str(int(d)) for d in g)
+
+
+# ----------------------------------------------------------------------------- geometry and solver
+
+
+def test_box_shape():
+    assert [S.box_shape(n) for n in S.SIZES] == [(2, 2), (2, 3), (3, 3)]
+    with pytest.raises(ValueError, match=r"\(4, 6, 9\)"):
+        S.box_shape(5)
+
+
+def test_solver_known_hard_puzzle():
+    res = S.solve(grid(INKALA), 9)
+    assert [text(s) for s in res.solutions] == [INKALA_SOL]  # limit=2 but only one exists
+    assert res.backtracks > 0
+    assert res.solutions[0].dtype == np.uint8
+    assert S.is_valid_solution(res.solutions[0], 9)
+    assert S.count_solutions(grid(INKALA), 9) == 1
+
+
+def test_count_solutions_two_and_zero():
+    sol = grid("1234341221434321")
+    assert S.is_valid_solution(sol, 4)
+    two = sol.copy()
+    two[[0, 2, 4, 6]] = 0  # a 1/3 rectangle over two boxes: the digits can swap
+    assert S.count_solutions(two, 4, limit=10) == 2
+    bad = grid(INKALA)
+    bad[1] = 8  # a second 8 in the first row
+    assert S.count_solutions(bad, 9) == 0
+    assert S.solve(bad, 9).solutions == []
+
+
+def test_solve_stops_at_limit_and_checks_input():
+    res = S.solve(np.zeros(16, np.uint8), 4, limit=5)
+    assert len(res.solutions) == 5
+    assert len({text(s) for s in res.solutions}) == 5
+    assert all(S.is_valid_solution(s, 4) for s in res.solutions)
+    with pytest.raises(ValueError):
+        S.solve(np.zeros(15, np.uint8), 4)
+    with pytest.raises(ValueError):
+        S.solve(np.full(16, 7, np.uint8), 4)
+
+
+def test_is_valid_solution_rejects():
+    sol = grid(INKALA_SOL)
+    assert S.is_valid_solution(sol, 9)
+    for bad in (grid(INKALA), np.roll(sol, 1), np.where(sol == 9, 10, sol).astype(np.uint8), sol[:80]):
+        assert not S.is_valid_solution(bad, 9)
+
+
+def test_order_breaks_ties_only():
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        res = S.solve(grid(INKALA), 9, order=rng.permutation(81))
+        assert [text(s) for s in res.solutions] == [INKALA_SOL]
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+def check_puzzle(puzzle, solution, n):
+    assert puzzle.shape == solution.shape == (n * n,)
+    assert puzzle.dtype == solution.dtype == np.uint8
+    assert S.is_valid_solution(solution, n)
+    given = puzzle > 0
+    assert (puzzle[given] == solution[given]).all()
+    res = S.solve(puzzle, n, limit=2)
+    assert len(res.solutions) == 1
+    assert (res.solutions[0] == solution).all()
+
+
+@pytest.mark.parametrize("n", S.SIZES)
+def test_random_solution_valid_and_seeded(n):
+    a = [S.random_solution(n, np.random.default_rng(s)) for s in range(5)]
+    b = [S.random_solution(n, np.random.default_rng(s)) for s in range(5)]
+    assert all(S.is_valid_solution(g, n) for g in a)
+    assert all((x == y).all() for x, y in zip(a, b))
+    assert len({text(g) for g in a}) > 1
+
+
+@pytest.mark.parametrize("n", S.SIZES)
+@pytest.mark.parametrize("difficulty", ["easy", "minimal", "hard"])
+def test_generated_puzzles_unique(n, difficulty):
+    blanks = n * n // 2
+    seeds = range(3) if difficulty != "hard" or n < 9 else range(2)  # hard 9x9 is the slow one
+    for seed in seeds:
+        p, s, r = S.generate(n, np.random.default_rng(seed), difficulty, blanks)
+        check_puzzle(p, s, n)
+        assert isinstance(r, float) and r >= 0
+        if difficulty == "easy":
+            assert (p == 0).sum() == blanks
+        q = S.generate(n, np.random.default_rng(seed), difficulty, blanks)
+        assert (q[0] == p).all() and q[2] == r  # seeded
+
+
+@pytest.mark.parametrize("n", [6, 9])
+def test_minimal_puzzles_are_minimal(n):
+    p, _, _ = S.generate(n, np.random.default_rng(7), "minimal")
+    for c in np.flatnonzero(p):
+        q = p.copy()
+        q[c] = 0
+        assert S.count_solutions(q, n) == 2
+
+
+def test_generate_rejects_bad_arguments():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError):
+        S.generate(9, rng, "easy")  # blanks required
+    with pytest.raises(ValueError):
+        S.generate(4, rng, "easy", blanks=16)
+    with pytest.raises(ValueError):
+        S.generate(9, rng, "medium")
+    with pytest.raises(ValueError):
+        S.generate(4, rng, "easy", blanks=15)  # no 4x4 puzzle has a single given
+
+
+def test_rate():
+    rng = np.random.default_rng(0)
+    assert S.rate(grid(INKALA_SOL), 9, rng) == 0.0  # nothing to guess
+    hard = S.rate(grid(INKALA), 9, np.random.default_rng(1))
+    assert hard > 20
+    assert S.rate(grid(INKALA), 9, np.random.default_rng(1)) == hard  # seeded
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+
+@pytest.mark.parametrize("n", S.SIZES)
+def test_augmentation_roundtrip_and_validity(n):
+    rng = np.random.default_rng(n)
+    sols = np.stack([S.random_solution(n, rng) for _ in range(8)])
+    puzzle, solution, _ = S.generate(n, rng, "minimal")
+    ident = S.identity_aug(n)
+    assert ident.dtype == np.int16 and ident.shape == (3 * n + 2,)
+    assert (S.apply_aug(sols, ident, n) == sols).all()
+    flags = []
+    for _ in range(200):
+        p = S.random_aug(n, rng)
+        assert p.dtype == np.int16 and p.shape == (3 * n + 2,) and p[0] == 0
+        flags.append(p[n + 1])
+        inv = S.invert_aug(p, n)
+        assert (S.invert_aug(inv, n) == p).all()
+        out = S.apply_aug(sols, p, n)  # batch, one transform
+        assert out.dtype == np.uint8 and out.shape == sols.shape
+        assert all(S.is_valid_solution(g, n) for g in out)
+        assert (S.apply_aug(out, inv, n) == sols).all()
+        assert (S.apply_aug(S.apply_aug(sols[0], p, n), inv, n) == sols[0]).all()
+    flags = np.array(flags)
+    if n == 6:
+        assert (flags == 0).all()  # a transpose would turn 2x3 boxes into 3x2
+    else:
+        assert 0 < flags.mean() < 1
+    # a unique puzzle stays unique, with the transformed solution, blanks stay blank
+    p = S.random_aug(n, rng)
+    aug_p, aug_s = S.apply_aug(puzzle, p, n), S.apply_aug(solution, p, n)
+    assert ((aug_p == 0).sum()) == (puzzle == 0).sum()
+    check_puzzle(aug_p, aug_s, n)
+
+
+def test_augmentation_per_row_params():
+    n, rng = 9, np.random.default_rng(3)
+    sols = np.stack([S.random_solution(n, rng) for _ in range(4)])
+    params = np.stack([S.random_aug(n, rng) for _ in range(4)])
+    out = S.apply_aug(sols, params, n)
+    for i in range(4):
+        assert (out[i] == S.apply_aug(sols[i], params[i], n)).all()
+    assert (S.apply_aug(out, S.invert_aug(params, n), n) == sols).all()
+    with pytest.raises(ValueError):
+        S.apply_aug(sols, params[:3], n)
+    with pytest.raises(ValueError):
+        S.apply_aug(sols, params[0, :-1], n)
+
+
+def test_augmentation_matches_definition():
+    n = 4
+    g = np.arange(16).reshape(4, 4) % 4 + 1  # any values in 1..4 will do
+    p = np.array([0, 2, 3, 4, 1, 1, 1, 0, 3, 2, 2, 3, 0, 1], np.int16)
+    y = g.T
+    want = np.array([[p[y[p[6 + r], p[10 + c]]] for c in range(4)] for r in range(4)])
+    assert (S.apply_aug(g.ravel().astype(np.uint8), p, n) == want.ravel()).all()
+
+
+@pytest.mark.parametrize("n", S.SIZES)
+def test_signature_is_augmentation_invariant(n):
+    rng = np.random.default_rng(0)
+    p, _, _ = S.generate(n, rng, "minimal")
+    sig = S.signature(p, n)
+    for _ in range(50):
+        assert S.signature(S.apply_aug(p, S.random_aug(n, rng), n), n) == sig
+
+
+# ----------------------------------------------------------------------------- CSV
+
+
+def write_csv(path, rows):
+    path.write_text("source,question,answer,rating\n" + "".join(",".join(r) + "\n" for r in rows))
+
+
+def test_read_csv_roundtrip(tmp_path):
+    q = INKALA.replace("0", ".")
+    rows = [("hard,set", q, INKALA_SOL, "7"), ("easy", INKALA_SOL, INKALA_SOL, "0"), ("x", INKALA, INKALA_SOL, "2.5")]
+    write_csv(tmp_path / "a.csv", rows)
+    puzzles, sols, ratings, sources = S.read_csv(tmp_path / "a.csv")
+    assert puzzles.shape == sols.shape == (3, 81) and puzzles.dtype == sols.dtype == np.uint8
+    assert ratings.dtype == np.float32 and ratings.tolist() == [7.0, 0.0, 2.5]
+    assert sources == ["hard,set", "easy", "x"]
+    assert text(puzzles[0]) == INKALA and text(puzzles[2]) == INKALA and text(sols[1]) == INKALA_SOL
+
+
+@pytest.mark.parametrize(
+    "question, answer, rating, match",
+    [
+        (INKALA[:80], INKALA_SOL, "1", "question must be 81"),
+        (INKALA, INKALA_SOL + "1", "1", "answer must be 81"),
+        (INKALA[:-1] + "x", INKALA_SOL, "1", "question may only"),
+        (INKALA, INKALA_SOL[:-1] + "0", "1", "answer may only"),
+        ("9" + INKALA[1:], INKALA_SOL, "1", "does not match"),
+        (INKALA, INKALA_SOL[1:] + INKALA_SOL[0], "1", "does not match|not a valid"),
+        (INKALA, INKALA_SOL, "hard", "not a number"),
+    ],
+)
+def test_read_csv_rejects_malformed(tmp_path, question, answer, rating, match):
+    good = ("ok", INKALA, INKALA_SOL, "1")
+    write_csv(tmp_path / "bad.csv", [good, good, ("bad", question, answer, rating), good])
+    with pytest.raises(ValueError, match=rf"bad\.csv:4: .*({match})"):
+        S.read_csv(tmp_path / "bad.csv")
+
+
+def test_read_csv_bad_header(tmp_path):
+    (tmp_path / "h.csv").write_text("q,a\n")
+    with pytest.raises(ValueError, match="h.csv:1"):
+        S.read_csv(tmp_path / "h.csv")
+
+
+# ----------------------------------------------------------------------------- build
+
+
+def check_split(cols, n, rows, num_aug):
+    size = n * n
+    assert set(cols) == {"inputs", "labels", "puzzle_id", "group_id", "aug", "rating"}
+    want = {"inputs": (np.uint8, (rows, size)), "labels": (np.uint8, (rows, size)),
+            "puzzle_id": (np.int32, (rows,)), "group_id": (np.int32, (rows,)),
+            "aug": (np.int16, (rows, 3 * n + 2)), "rating": (np.float32, (rows,))}
+    for k, (dtype, shape) in want.items():
+        assert cols[k].dtype == dtype and cols[k].shape == shape, k
+    assert cols["inputs"].min() >= 1 and cols["inputs"].max() <= n + 1
+    assert cols["labels"].min() >= 2 and cols["labels"].max() <= n + 1
+    assert (cols["puzzle_id"] == 0).all()
+    assert (cols["group_id"] == np.arange(rows) // (1 + num_aug)).all()
+    first = cols["aug"][:: 1 + num_aug]
+    assert (first == S.identity_aug(n)).all()
+    puzzles, sols = cols["inputs"] - 1, cols["labels"] - 1
+    for i in range(rows):
+        assert S.is_valid_solution(sols[i], n)
+        given = puzzles[i] > 0
+        assert (puzzles[i][given] == sols[i][given]).all()
+        orig = (i // (1 + num_aug)) * (1 + num_aug)
+        assert (S.apply_aug(puzzles[orig], cols["aug"][i], n) == puzzles[i]).all()
+        assert (S.apply_aug(sols[orig], cols["aug"][i], n) == sols[i]).all()
+
+
+@pytest.mark.parametrize("n, difficulty, blanks", [(4, "minimal", None), (6, "easy", 12), (9, "easy", 30)])
+def test_build_format_deterministic_disjoint(n, difficulty, blanks):
+    calls = []
+    a = S.build(n, 6, 4, 3, difficulty, blanks, seed=1, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (10, 10) and [d for d, _ in calls] == list(range(1, 11))
+    check_split(a["train"], n, 6 * 4, 3)
+    check_split(a["test"], n, 4, 0)
+    b = S.build(n, 6, 4, 3, difficulty, blanks, seed=1)
+    for split in ("train", "test"):
+        for k in a[split]:
+            assert np.array_equal(a[split][k], b[split][k]), (split, k)
+    c = S.build(n, 6, 4, 3, difficulty, blanks, seed=2)
+    assert not np.array_equal(a["train"]["inputs"], c["train"]["inputs"])
+    train_rows = {bytes(r) for r in a["train"]["inputs"]}
+    train_sigs = {S.signature(p, n) for p in a["train"]["inputs"][::4] - 1}
+    for p in a["test"]["inputs"]:
+        assert bytes(p) not in train_rows
+        assert S.signature(p - 1, n) not in train_sigs
+    for p in a["train"]["inputs"] - 1:  # the signature spans all augmentations
+        assert S.signature(p, n) in train_sigs
+
+
+def test_build_gives_up_when_test_cannot_be_disjoint():
+    # 4x4 grids with 2 blanks: few essentially different puzzles, 200 train draws cover them
+    with pytest.raises(ValueError, match="disjoint"):
+        S.build(4, 200, 5, 0, "easy", 2, seed=0)
+
+
+def test_build_hard_small():
+    out = S.build(9, 2, 1, 1, "hard", None, seed=3)
+    check_split(out["train"], 9, 4, 1)
+    assert out["train"]["rating"][0] == out["train"]["rating"][1]  # rating of the original
+
+
+def test_build_workers_match_serial():
+    a = S.build(6, 8, 4, 1, "minimal", None, seed=5)
+    b = S.build(6, 8, 4, 1, "minimal", None, seed=5, workers=2)
+    for split in ("train", "test"):
+        for k in a[split]:
+            assert np.array_equal(a[split][k], b[split][k]), (split, k)
+
+
+def test_build_from_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(6):
+        p, s, r = S.generate(9, rng, "minimal")
+        rows.append((f"src{i % 2}", text(p).replace("0", "."), text(s), f"{r:.1f}"))
+    write_csv(tmp_path / "train.csv", rows[:4])
+    write_csv(tmp_path / "test.csv", rows[4:])
+    out = S.build_from_csv(tmp_path / "train.csv", tmp_path / "test.csv", 3, 2, seed=0)
+    check_split(out["train"], 9, 9, 2)
+    check_split(out["test"], 9, 2, 0)
+    again = S.build_from_csv(tmp_path / "train.csv", tmp_path / "test.csv", 3, 2, seed=0)
+    assert all(np.array_equal(out["train"][k], again["train"][k]) for k in out["train"])
+    full = S.build_from_csv(tmp_path / "train.csv", tmp_path / "test.csv", None, 0, seed=0)
+    assert len(full["train"]["inputs"]) == 4
+    assert np.allclose(full["train"]["rating"], [float(r[3]) for r in rows[:4]])
+    with pytest.raises(ValueError):
+        S.build_from_csv(tmp_path / "train.csv", tmp_path / "test.csv", 5, 0, seed=0)

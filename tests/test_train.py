@@ -1,0 +1,137 @@
+"""The training loop: it learns, its numbers do not drift, it resumes exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from hrm.config import ConfigError, from_dict
+from hrm.data.build import ensure_dataset
+from hrm.data.loader import Split
+from hrm.evaluate import evaluate
+from hrm.train import checkpoint_dirs, init_state, load_model, resolve_runtime, train, train_step
+
+GOLDEN = Path(__file__).parent / "golden" / "tiny_losses.json"
+
+
+def tiny_config(tmp_path: Path, **train_kw) -> "Config":  # noqa: F821
+    raw = {
+        "name": "tiny",
+        "model": {"hidden_size": 64, "num_heads": 4, "H_layers": 1, "L_layers": 1, "halt_max_steps": 2},
+        "data": {
+            "root": str(tmp_path.parent / "shared-data"),
+            "num_train": 300,
+            "num_test": 100,
+            "num_aug": 3,
+            "sudoku": {"size": 4, "difficulty": "easy", "blanks": 4},
+        },
+        "optim": {"lr": 3e-3, "warmup_steps": 10, "weight_decay": 0.1, "puzzle_emb_lr": 1e-2},
+        "train": {
+            "global_batch_size": 32,
+            "steps": 20,
+            "eval_interval": 10,
+            "log_interval": 1,
+            "out_dir": str(tmp_path / "run"),
+            "tensorboard": False,
+            **train_kw,
+        },
+    }
+    return from_dict(raw)
+
+
+def history(run: Path, kind: str = "train") -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def test_halted_slots_are_refilled_from_the_stream(tmp_path):
+    cfg = tiny_config(tmp_path)
+    split = Split.load(ensure_dataset(cfg.data), "train")
+    state = init_state(cfg, resolve_runtime(cfg), split)
+    taken = 0
+    for _ in range(6):
+        expected_new = int(state.carry.halted.sum())
+        before = state.stream.epoch * len(state.stream.group_start) + state.stream.position
+        kept = state.carry.inputs[~state.carry.halted].clone()
+        train_step(state)
+        after = state.stream.epoch * len(state.stream.group_start) + state.stream.position
+        assert after - before == expected_new
+        taken += expected_new
+    assert taken > cfg.train.global_batch_size  # slots halted and were refilled
+    del kept
+
+
+def test_golden_losses_catch_numeric_drift(tmp_path):
+    cfg = tiny_config(tmp_path, steps=8, eval_interval=8, checkpoint=False)
+    train(cfg, log=lambda _m: None)
+    losses = [r["loss/total"] for r in history(tmp_path / "run")]
+    if os.environ.get("HRM_UPDATE_GOLDEN") or not GOLDEN.exists():
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps({"loss/total": losses}, indent=1) + "\n")
+        pytest.skip("golden file written")
+    want = json.loads(GOLDEN.read_text())["loss/total"]
+    # Tolerance covers different CPU SIMD paths, not a change of the math.
+    assert losses == pytest.approx(want, rel=2e-4)
+
+
+def test_resume_continues_bit_for_bit(tmp_path):
+    full = tiny_config(tmp_path / "a")
+    train(full, log=lambda _m: None)
+    want = history(tmp_path / "a" / "run")
+
+    cut = tiny_config(tmp_path / "b")
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_eval(metrics, ckpt):
+        assert ckpt is not None and Path(ckpt).exists()
+        raise Stop
+
+    with pytest.raises(Stop):
+        train(cut, log=lambda _m: None, report=stop_after_first_eval)
+    run_b = tmp_path / "b" / "run"
+    assert [p.name for p in checkpoint_dirs(run_b)] == ["step_00000010"]
+    with pytest.raises(ConfigError, match="already has checkpoints"):
+        train(cut, log=lambda _m: None)
+    train(cut, resume=True, log=lambda _m: None)
+    got = history(run_b)
+    assert [r["step"] for r in got] == list(range(1, 21))
+    for a, b in zip(want, got):
+        for key in ("loss/total", "loss/lm", "loss/q_halt", "loss/q_continue", "train/exact_accuracy"):
+            assert a[key] == b[key], (a["step"], key)
+    assert history(run_b, "eval")[-1]["exact_accuracy"] == history(tmp_path / "a" / "run", "eval")[-1]["exact_accuracy"]
+
+
+def test_checkpoint_loads_into_a_model_with_the_reported_metrics(tmp_path):
+    cfg = tiny_config(tmp_path, keep_checkpoints=1)
+    reports = []
+    train(cfg, log=lambda _m: None, report=lambda m, c: reports.append((m, c)))
+    ckpts = checkpoint_dirs(tmp_path / "run")
+    assert [p.name for p in ckpts] == ["step_00000020"]  # older one pruned
+    assert not list((tmp_path / "run" / "checkpoints").glob(".*tmp"))
+    metrics, path = reports[-1]
+    assert Path(path) == ckpts[-1]
+    model, loaded_cfg, _ = load_model(path)
+    assert loaded_cfg == cfg
+    again = evaluate(model, Split.load(ensure_dataset(cfg.data), "test"), batch_size=64)
+    assert again["exact_accuracy"] == metrics["exact_accuracy"]
+    assert (ckpts[-1] / "config.yaml").exists()
+
+
+@pytest.mark.slow
+def test_tiny_model_learns(tmp_path):
+    cfg = tiny_config(tmp_path, steps=150, eval_interval=150, log_interval=50, checkpoint=False)
+    cfg = replace(cfg, optim=replace(cfg.optim, lr=3e-3))
+    split = Split.load(ensure_dataset(cfg.data), "test")
+    torch.manual_seed(0)
+    state = init_state(cfg, resolve_runtime(cfg), Split.load(ensure_dataset(cfg.data), "train"))
+    before = evaluate(state.model, split, batch_size=100)["exact_accuracy"]
+    after = train(cfg, log=lambda _m: None)["exact_accuracy"]
+    assert before < 0.05
+    assert after > before + 0.3
