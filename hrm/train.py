@@ -335,6 +335,17 @@ def _log_line(step: int, total: int, metrics: dict[str, float]) -> str:
     return f"[train] step {step}/{total} " + " ".join(parts)
 
 
+def _diff_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff_keys(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key}")
+    return out
+
+
 def _truncate_history(path: Path, step: int) -> None:
     """Drop history lines past `step` (written by a run that died after its checkpoint)."""
     keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
@@ -369,10 +380,16 @@ def train(
         raise ConfigError(
             f"run folder {out} already has checkpoints: resume it (--resume) or choose another output folder"
         )
+    last_eval: dict[str, float] = {}
     if resume:
         ckpts = checkpoint_dirs(out)
         if ckpts:
-            restore(state, load_checkpoint(ckpts[-1], map_location=rt.device))
+            payload = load_checkpoint(ckpts[-1], map_location=rt.device)
+            changed = _diff_keys(payload["config"], to_dict(cfg))
+            if changed:
+                say(f"[train] warning: config differs from the checkpoint's in {', '.join(changed)}")
+            restore(state, payload)
+            last_eval = dict(payload["metrics"])
             say(f"[train] resumed from {ckpts[-1]} at step {state.step}")
         else:
             say(f"[train] --resume: no checkpoint under {out}/checkpoints, starting fresh")
@@ -402,7 +419,6 @@ def train(
 
     t = cfg.train
     eval_batch = t.eval_batch_size or state.local_batch
-    last_eval: dict[str, float] = {}
     sums: dict[str, torch.Tensor] = {}
     window_steps, window_start = 0, time.monotonic()
     while state.step < state.total_steps:

@@ -56,10 +56,10 @@ def test_halted_slots_are_refilled_from_the_stream(tmp_path):
     taken = 0
     for _ in range(6):
         expected_new = int(state.carry.halted.sum())
-        before = state.stream.epoch * len(state.stream.group_start) + state.stream.position
+        before = state.stream.epoch * len(state.stream._epoch_rows(0)) + state.stream.position
         kept = state.carry.inputs[~state.carry.halted].clone()
         train_step(state)
-        after = state.stream.epoch * len(state.stream.group_start) + state.stream.position
+        after = state.stream.epoch * len(state.stream._epoch_rows(0)) + state.stream.position
         assert after - before == expected_new
         taken += expected_new
     assert taken > cfg.train.global_batch_size  # slots halted and were refilled
@@ -70,10 +70,10 @@ def test_golden_losses_catch_numeric_drift(tmp_path):
     cfg = tiny_config(tmp_path, steps=8, eval_interval=8, checkpoint=False)
     train(cfg, log=lambda _m: None)
     losses = [r["loss/total"] for r in history(tmp_path / "run")]
-    if os.environ.get("HRM_UPDATE_GOLDEN") or not GOLDEN.exists():
+    if os.environ.get("HRM_UPDATE_GOLDEN"):  # after an intended change of the math
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps({"loss/total": losses}, indent=1) + "\n")
-        pytest.skip("golden file written")
+        pytest.skip("golden file rewritten")
     want = json.loads(GOLDEN.read_text())["loss/total"]
     # Tolerance covers different CPU SIMD paths, not a change of the math.
     assert losses == pytest.approx(want, rel=2e-4)
@@ -126,8 +126,10 @@ def test_checkpoint_loads_into_a_model_with_the_reported_metrics(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_model_learns(tmp_path):
-    cfg = tiny_config(tmp_path, steps=150, eval_interval=150, log_interval=50, checkpoint=False)
-    cfg = replace(cfg, optim=replace(cfg.optim, lr=3e-3))
+    cfg = tiny_config(tmp_path, steps=300, eval_interval=300, log_interval=50, checkpoint=False)
+    # One H and one L update per segment learns fastest at this size (measured:
+    # 0.50 exact after 300 steps against 0.20 for 2/2; benchmarks/RESULTS.md).
+    cfg = replace(cfg, model=replace(cfg.model, H_cycles=1, L_cycles=1))
     split = Split.load(ensure_dataset(cfg.data), "test")
     torch.manual_seed(0)
     state = init_state(cfg, resolve_runtime(cfg), Split.load(ensure_dataset(cfg.data), "train"))

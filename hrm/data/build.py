@@ -70,7 +70,7 @@ def dataset_dir(cfg: DataConfig) -> Path:
 
 def _print_progress(label: str) -> Callable[[int, int], None]:
     start = time.monotonic()
-    last = [0.0]
+    last = [start]
 
     def progress(done: int, total: int) -> None:
         now = time.monotonic()
@@ -103,7 +103,11 @@ def build_dataset(
         if cfg.num_train is None:
             raise ConfigError("data.num_train must be a number when generating puzzles (null means 'all' of a CSV)")
         splits = sudoku.build(
-            s.size, cfg.num_train, cfg.num_test, cfg.num_aug, s.difficulty, s.blanks, cfg.seed, progress=progress
+            s.size, cfg.num_train, cfg.num_test, cfg.num_aug, s.difficulty, s.blanks, cfg.seed,
+            progress=progress,
+            # Hard puzzles cost ~60 ms each: spread them over the cores (output is
+            # identical for any worker count); easy ones are not worth a pool.
+            workers=1 if s.difficulty == "easy" else min(os.cpu_count() or 1, 16),
         )
     spec = task_spec(cfg)
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")

@@ -44,24 +44,38 @@ class Split:
 
 class SampleStream:
     def __init__(self, split: Split, seed: int, rank: int = 0, world_size: int = 1):
-        group_id = split.columns["group_id"]
+        cols = split.columns
+        group_id = cols["group_id"]
         if len(group_id) and np.any(np.diff(group_id) < 0):
             raise ValueError("dataset rows must be ordered by group_id")
-        _, self.group_start, self.group_size = np.unique(group_id, return_index=True, return_counts=True)
+        # A unit is one puzzle variant: its rows are all of its examples (ARC) or
+        # a single row (Sudoku, Maze: no variant_id column).
+        if "variant_id" in cols:
+            vid = cols["variant_id"]
+            self.unit_start = np.flatnonzero(np.r_[True, vid[1:] != vid[:-1]])
+        else:
+            self.unit_start = np.arange(len(group_id))
+        self.unit_len = np.diff(np.r_[self.unit_start, len(group_id)])
+        _, self.group_first, self.group_units = np.unique(
+            group_id[self.unit_start], return_index=True, return_counts=True
+        )
         self.split, self.seed, self.rank, self.world_size = split, seed, rank, world_size
         self.epoch, self.position = 0, 0
         self._order: np.ndarray | None = None
 
     @property
     def num_groups(self) -> int:
-        return len(self.group_start)
+        return len(self.group_first)
 
     def _epoch_rows(self, epoch: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, epoch])
         groups = rng.permutation(self.num_groups)
-        member = (rng.random(self.num_groups) * self.group_size[groups]).astype(np.int64)
-        rows = self.group_start[groups] + member
-        return rows[self.rank :: self.world_size]
+        member = (rng.random(self.num_groups) * self.group_units[groups]).astype(np.int64)
+        units = (self.group_first[groups] + member)[self.rank :: self.world_size]
+        starts, lengths = self.unit_start[units], self.unit_len[units]
+        # rows of each chosen unit, in order: start + 0..len-1
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return np.repeat(starts, lengths) + offsets
 
     def take(self, k: int) -> dict[str, torch.Tensor]:
         out: list[np.ndarray] = []

@@ -1,0 +1,130 @@
+"""Dataset storage and the training stream: byte-identical builds, metadata,
+memory-mapped reads, the CLI builder, and the epoch/group sampling."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from hrm import cli
+from hrm.config import DataConfig, SudokuConfig
+from hrm.data import storage
+from hrm.data.build import build_dataset, dataset_dir, ensure_dataset, task_spec
+from hrm.data.loader import SampleStream, Split, eval_batches
+
+
+def small(root, **kw) -> DataConfig:
+    base = dict(root=str(root), num_train=40, num_test=20, num_aug=3, sudoku=SudokuConfig(size=4, difficulty="easy", blanks=5))
+    return DataConfig(**{**base, **kw})
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path):
+    a = build_dataset(small(tmp_path), tmp_path / "a")
+    b = build_dataset(small(tmp_path), tmp_path / "b")
+    c = build_dataset(small(tmp_path, seed=1), tmp_path / "c")
+    for split in ("train", "test"):
+        assert (a / f"{split}.arrow").read_bytes() == (b / f"{split}.arrow").read_bytes()
+        assert (a / f"{split}.arrow").read_bytes() != (c / f"{split}.arrow").read_bytes()
+
+
+def test_metadata_records_shape_counts_seed_and_builder(tmp_path):
+    cfg = small(tmp_path, seed=7)
+    path = ensure_dataset(cfg, log=lambda _m: None)
+    assert path == dataset_dir(cfg) and path.parent == tmp_path
+    meta = storage.read_meta(path / "train.arrow")
+    assert meta["vocab_size"] == 6 and meta["seq_len"] == 16 and meta["num_puzzle_ids"] == 1
+    assert meta["num_rows"] == 40 * 4 and meta["num_groups"] == 40 and meta["seed"] == 7
+    assert meta["builder"]["sudoku"] == {"size": 4, "difficulty": "easy", "blanks": 5, "train_csv": None, "test_csv": None}
+    spec = task_spec(cfg)
+    assert (spec.vocab_size, spec.seq_len) == (6, 16)
+    # Readable by plain pyarrow, metadata included.
+    with pa.memory_map(str(path / "test.arrow")) as src:
+        table = pa.ipc.open_file(src).read_all()
+    assert table.num_rows == 20
+    assert json.loads(table.schema.metadata[b"hrm"])["split"] == "test"
+
+
+def test_other_options_get_another_cache_folder(tmp_path):
+    assert dataset_dir(small(tmp_path)) != dataset_dir(small(tmp_path, num_aug=4))
+    assert dataset_dir(small(tmp_path)) == dataset_dir(small(tmp_path))
+
+
+def test_read_split_is_memory_mapped_zero_copy(tmp_path):
+    path = build_dataset(small(tmp_path), tmp_path / "d")
+    cols, meta = storage.read_split(path / "train.arrow")
+    assert cols["inputs"].shape == (160, 16) and cols["inputs"].dtype == np.uint8
+    assert not cols["inputs"].flags.owndata  # a view of the mapped file
+
+
+def test_stream_takes_one_variant_per_group_each_epoch_and_resumes(tmp_path):
+    split = Split.load(build_dataset(small(tmp_path), tmp_path / "d"), "train")
+    s = SampleStream(split, seed=3)
+    group_of = {tuple(r): g for r, g in zip(split.columns["inputs"].tolist(), split.columns["group_id"].tolist())}
+    first = s.take(40)
+    groups = sorted(group_of[tuple(r)] for r in first["inputs"].tolist())
+    assert groups == list(range(40))  # every group exactly once per epoch
+    assert s.epoch == 1 and s.position == 0
+    s.take(13)
+    state = s.state_dict()
+    want = s.take(30)
+    s2 = SampleStream(split, seed=3)
+    s2.load_state_dict(state)
+    got = s2.take(30)
+    assert all(np.array_equal(want[k], got[k]) for k in want)
+
+
+def test_ranks_split_an_epoch_without_overlap(tmp_path):
+    split = Split.load(build_dataset(small(tmp_path), tmp_path / "d"), "train")
+    one = SampleStream(split, seed=0)._epoch_rows(0)
+    r0, r1 = SampleStream(split, seed=0, rank=0, world_size=2), SampleStream(split, seed=0, rank=1, world_size=2)
+    assert sorted(np.concatenate([r0._epoch_rows(0), r1._epoch_rows(0)]).tolist()) == sorted(one.tolist())
+
+
+def test_eval_batches_cover_limit_once(tmp_path):
+    split = Split.load(build_dataset(small(tmp_path), tmp_path / "d"), "test")
+    rows = np.concatenate([r for r, _ in eval_batches(split, 6, limit=15)])
+    assert rows.tolist() == list(range(15))
+
+
+def test_cli_builds_a_dataset(tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = cli.main(
+        ["data", "build", "sudoku", "--size", "4", "--difficulty", "easy", "--blanks", "5",
+         "--num-train", "10", "--num-test", "5", "--num-aug", "1", "--out", str(out)]
+    )
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["path"] == str(out)
+    assert storage.read_meta(out / "train.arrow")["num_rows"] == 20
+    assert cli.main(["data", "build", "sudoku", "--size", "4", "--difficulty", "easy", "--out", str(tmp_path / "x")]) == 2
+    assert "data.sudoku.blanks" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_stream_takes_all_examples_of_one_variant_per_group():
+    # 3 groups; group 0 has variants 1 (2 rows) and 2 (3 rows); group 1 has variant 3
+    # (1 row); group 2 has variants 4 (2 rows) and 5 (1 row).
+    vid = np.array([1, 1, 2, 2, 2, 3, 4, 4, 5], dtype=np.int32)
+    gid = np.array([0, 0, 0, 0, 0, 1, 2, 2, 2], dtype=np.int32)
+    cols = {
+        "inputs": np.arange(9, dtype=np.uint8)[:, None].repeat(4, 1),
+        "labels": np.zeros((9, 4), np.uint8),
+        "puzzle_id": vid,
+        "variant_id": vid,
+        "group_id": gid,
+    }
+    split = Split(cols, {})
+    seen_variants = set()
+    for epoch in range(20):
+        rows = SampleStream(split, seed=0)._epoch_rows(epoch)
+        by_group = {}
+        for r in rows.tolist():
+            by_group.setdefault(int(gid[r]), []).append(int(vid[r]))
+        assert sorted(by_group) == [0, 1, 2]
+        for g, vids in by_group.items():
+            assert len(set(vids)) == 1  # one variant per group per epoch
+            assert len(vids) == int((vid == vids[0]).sum())  # with all its rows
+            seen_variants.add(vids[0])
+    assert seen_variants == {1, 2, 3, 4, 5}
