@@ -64,17 +64,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from hrm.data.build import ensure_dataset
     from hrm.data.loader import Split
-    from hrm.evaluate import evaluate
+    from hrm.evaluate import run_eval
     from hrm.train import load_model
 
     if not Path(args.checkpoint).exists():
         raise UsageError(f"--checkpoint {args.checkpoint} does not exist")
+    if args.views < 1:
+        raise UsageError(f"--views must be >= 1, got {args.views}")
     device = torch.device(args.device)
     model, cfg, _ = load_model(args.checkpoint, device=device)
     data_dir = Path(args.data) if args.data else ensure_dataset(cfg.data)
     split = Split.load(data_dir, args.split)
-    metrics = evaluate(model, split, batch_size=args.batch_size, limit=args.limit, device=device)
-    print(json.dumps(metrics))
+    result = run_eval(
+        model, split, batch_size=args.batch_size, limit=args.limit, views=args.views, ks=tuple(args.k), device=device
+    )
+    print(json.dumps(result.metrics))
     return 0
 
 
@@ -138,6 +142,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset folder (default: the one in the checkpoint's config)")
     p.add_argument("--split", choices=["test", "train"], default="test")
     p.add_argument("--limit", type=_positive, default=0, help="first N rows only (0 = all)")
+    p.add_argument("--views", type=_positive, default=1, help="test-time-augmented views voted per question")
+    p.add_argument("-k", type=_positive, action="append", default=[1, 2], help="also report pass@k (repeatable)")
     p.add_argument("--batch-size", type=_positive, default=256)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.set_defaults(func=_cmd_eval)

@@ -144,8 +144,10 @@ class TrainConfig:
     steps: int | None = None
     epochs: int | None = None
     eval_interval: int = 1000
-    # 0 evaluates the whole test split.
+    # Questions evaluated each round (0 = the whole test split).
     eval_samples: int = 0
+    # Test-time-augmented views per question voted for pass@k (1 = no voting).
+    eval_views: int = 1
     eval_batch_size: int | None = None
     log_interval: int = 50
     checkpoint: bool = True
@@ -166,6 +168,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if (self.steps or 1) < 1 or (self.epochs or 1) < 1:
             raise ConfigError("train.steps / train.epochs must be >= 1")
+        if self.eval_views < 1:
+            raise ConfigError(f"train.eval_views must be >= 1, got {self.eval_views}")
         if self.eval_samples < 0:
             raise ConfigError(f"train.eval_samples must be >= 0, got {self.eval_samples}")
         if self.keep_checkpoints < 1:

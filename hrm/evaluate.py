@@ -1,24 +1,39 @@
-"""Evaluation: every sample runs all Mmax segments and the last prediction counts.
+"""Evaluation: exact accuracy, test-time-augmentation voting and pass@k.
+
+Every sample runs all Mmax segments (eval Mmax) and its last prediction counts.
+A *question* is one test input (a Sudoku, a maze, one test input of an ARC task);
+it is asked in K *views*: the input itself and K-1 augmented copies (Sudoku: the
+HRM augmentations; Maze: dihedral maps; ARC: the test split's augmented variants).
+Each view's prediction is mapped back to the question's frame (inverse
+augmentation; ARC: crop to the colour region first), and distinct answers are
+ranked by (votes, mean sigmoid(q_halt)). pass@k counts a *task* solved when each
+of its questions has a right answer among its k best; an ARC task with several
+test inputs needs all of them. "Right" is the task's own check: the exact grid
+for Sudoku and ARC, a valid optimal path for Maze (another shortest path counts).
 
 Metrics (named, never positional):
-- exact_accuracy: share of samples whose every labelled token is right;
-- token_accuracy: share of labelled tokens that are right;
-- q_halt_accuracy: share where "q_halt > 0" agrees with "the answer is right";
-- mean_steps: mean segment at which the Q head first chose to halt
-  (q_halt > q_continue), Mmax if never: what ACT would spend at inference;
-- pass@1 / pass@2: with a single (un-augmented) view each sample has one answer,
-  so both equal exact accuracy; voting over augmented views comes with the
-  tasks' test-time augmentation.
+- exact_accuracy: share of questions whose un-augmented view is right
+  (with one view, pass@1 == exact_accuracy);
+- token_accuracy: share of labelled tokens right, over all views;
+- q_halt_accuracy: share of views where "q_halt > 0" agrees with "view exactly right";
+- mean_steps: mean segment at which the Q head first chose to halt (Mmax if never);
+- pass@k for each requested k (1 and 2 always).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
-from hrm.data.loader import Split, eval_batches
+from hrm.data.loader import Split
 from hrm.model.hrm import HRM
 from hrm.model.losses import IGNORE_LABEL
 
@@ -43,24 +58,235 @@ def predict(model: HRM, batch: dict[str, torch.Tensor], steps: int | None = None
         first = (out["q_halt"] > out["q_continue"]) & (halt_step == steps) & (s < steps)
         halt_step = torch.where(first, torch.full_like(halt_step, s), halt_step)
     model.train(was_training)
-    return {
-        "preds": out["logits"].argmax(-1),
-        "q_halt": out["q_halt"],
-        "halt_step": halt_step,
-    }
+    return {"preds": out["logits"].argmax(-1), "q_halt": out["q_halt"], "halt_step": halt_step}
 
 
-def score(preds: torch.Tensor, labels: torch.Tensor, q_halt: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-sample sums: correct tokens, labelled tokens, exact, q agreement."""
-    valid = labels != IGNORE_LABEL
-    correct = (preds == labels) & valid
-    exact = correct.sum(-1) == valid.sum(-1)
-    return {
-        "token_correct": correct.sum(),
-        "token_count": valid.sum(),
-        "exact": exact.sum(),
-        "q_agree": ((q_halt > 0) == exact).sum(),
+# ---------------------------------------------------------------------------
+# views and answers, per task
+
+
+@dataclass
+class Views:
+    """The model inputs of every (question, view), plus where they belong."""
+
+    inputs: np.ndarray  # (M, S) tokens in the view's frame
+    labels: np.ndarray  # (M, S)
+    puzzle_ids: np.ndarray  # (M,)
+    question: np.ndarray  # (M,) question index
+    view: np.ndarray  # (M,) 0 = the un-augmented input
+    aug: np.ndarray  # (M, A) what to undo
+    question_task: np.ndarray  # (Q,) task index of each question
+    task_names: list[str] = field(default_factory=list)
+
+
+class TaskEval:
+    """Sudoku: views are HRM's Sudoku augmentations of the test puzzle."""
+
+    def __init__(self, split: Split):
+        self.split = split
+        self.n = int(split.meta["builder"]["sudoku"]["size"])
+
+    def num_questions(self) -> int:
+        return len(self.split)
+
+    def question_task(self) -> np.ndarray:
+        return np.arange(self.num_questions())
+
+    def views(self, questions: np.ndarray, num_views: int, seed: int) -> Views:
+        from hrm.data import sudoku
+
+        cols = self.split.columns
+        rng = np.random.default_rng([seed, 1])
+        inputs, labels, augs, qs, vs = [], [], [], [], []
+        for v in range(num_views):
+            if v == 0:
+                aug = np.repeat(sudoku.identity_aug(self.n)[None], len(questions), 0)
+            else:
+                aug = np.stack([sudoku.random_aug(self.n, rng) for _ in questions])
+            # tokens -> digits (blank token 1 -> 0), augment, back to tokens
+            inp = cols["inputs"][questions].astype(np.int64)
+            digits = np.where(inp >= 2, inp - 1, 0)
+            aug_digits = sudoku.apply_aug(digits, aug, self.n)
+            inputs.append(np.where(aug_digits > 0, aug_digits + 1, 1))
+            lab = cols["labels"][questions].astype(np.int64) - 1
+            labels.append(sudoku.apply_aug(lab, aug, self.n) + 1)
+            augs.append(aug)
+            qs.append(np.arange(len(questions)))
+            vs.append(np.full(len(questions), v))
+        return Views(
+            inputs=np.concatenate(inputs),
+            labels=np.concatenate(labels),
+            puzzle_ids=np.tile(cols["puzzle_id"][questions], num_views),
+            question=np.concatenate(qs),
+            view=np.concatenate(vs),
+            aug=np.concatenate(augs),
+            question_task=np.arange(len(questions)),
+        )
+
+    def answers(self, preds: np.ndarray, aug: np.ndarray) -> list[bytes]:
+        from hrm.data import sudoku
+
+        digits = np.clip(preds.astype(np.int64) - 1, 0, self.n)
+        inv = sudoku.invert_aug(aug, self.n)
+        return [row.astype(np.uint8).tobytes() for row in sudoku.apply_aug(digits, inv, self.n)]
+
+    def truth(self, questions: np.ndarray) -> list[Any]:
+        return [(self.split.columns["labels"][q].astype(np.int64) - 1).astype(np.uint8).tobytes() for q in questions]
+
+    def is_correct(self, truth: Any, question_input: np.ndarray, answer: bytes) -> bool:
+        return answer == truth
+
+
+def task_eval(split: Split) -> TaskEval:
+    task = split.meta.get("task", "sudoku")
+    if task == "sudoku":
+        return TaskEval(split)
+    raise ValueError(f"no evaluator for task '{task}'")
+
+
+# ---------------------------------------------------------------------------
+# voting
+
+
+def rank_answers(answers: list[bytes], q_halt: np.ndarray) -> list[tuple[bytes, int, float]]:
+    """Distinct answers of one question, best first: (answer, votes, mean sigmoid q_halt)."""
+    votes: dict[bytes, list[float]] = defaultdict(list)
+    conf = 1 / (1 + np.exp(-q_halt.astype(np.float64)))
+    for a, c in zip(answers, conf):
+        votes[a].append(float(c))
+    ranked = [(a, len(c), float(np.mean(c))) for a, c in votes.items()]
+    ranked.sort(key=lambda t: (t[1], t[2]), reverse=True)
+    return ranked
+
+
+def pass_at_k(
+    ranked: list[list[tuple[bytes, int, float]]],
+    correct: list[list[bool]],
+    question_task: np.ndarray,
+    ks: tuple[int, ...],
+) -> dict[int, tuple[int, int]]:
+    """For each k: (tasks solved, tasks). A task needs every question right in top-k.
+
+    `correct[q][i]` says whether the i-th ranked answer of question q is right.
+    """
+    tasks = np.unique(question_task)
+    out = {}
+    for k in ks:
+        q_ok = np.array([any(c[:k]) for c in correct], dtype=bool)
+        solved = sum(bool(q_ok[question_task == t].all()) for t in tasks)
+        out[k] = (solved, len(tasks))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# the evaluator
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]
+    # per question: ranked (answer, votes, mean q) and correctness, for reports
+    ranked: list[list[tuple[bytes, int, float]]]
+    correct: list[list[bool]]
+    questions: np.ndarray
+    examples: list[dict[str, np.ndarray]]
+
+
+def _shard(question_task: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """Questions of this rank: whole tasks, so per-task rules stay local."""
+    return np.flatnonzero(question_task % world == rank)
+
+
+def run_eval(
+    model: HRM,
+    split: Split,
+    *,
+    batch_size: int,
+    limit: int = 0,
+    views: int = 1,
+    ks: tuple[int, ...] = (1, 2),
+    device: torch.device = torch.device("cpu"),
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+    keep_examples: int = 0,
+) -> EvalResult:
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    te = task_eval(split)
+    qt_all = te.question_task()
+    if limit > 0:
+        # the first `limit` questions, rounded up to whole tasks
+        qt_all = qt_all[np.isin(qt_all, qt_all[:limit])]
+    questions = _shard(qt_all, rank, world)
+    ks = tuple(sorted(set(ks) | {1, 2}))
+    v = te.views(questions, views, seed)
+    M = len(v.question)
+    preds = np.zeros_like(v.labels)
+    q_halt = np.zeros(M, dtype=np.float32)
+    halt_step = np.zeros(M, dtype=np.float64)
+    with autocast(device, dtype):
+        for start in range(0, M, batch_size):
+            sl = slice(start, start + batch_size)
+            batch = {
+                "inputs": torch.from_numpy(v.inputs[sl].astype(np.int64)).to(device),
+                "labels": torch.from_numpy(v.labels[sl].astype(np.int64)).to(device),
+                "puzzle_ids": torch.from_numpy(v.puzzle_ids[sl].astype(np.int64)).to(device),
+            }
+            out = predict(model, batch)
+            preds[sl] = out["preds"].cpu().numpy()
+            q_halt[sl] = out["q_halt"].float().cpu().numpy()
+            halt_step[sl] = out["halt_step"].cpu().numpy()
+
+    valid = v.labels != IGNORE_LABEL
+    view_exact = ((preds == v.labels) | ~valid).all(-1)
+    answers = te.answers(preds, v.aug)
+    truths = te.truth(questions)
+    inputs0 = {int(q): v.inputs[i] for i, q in enumerate(v.question) if v.view[i] == 0}
+    ranked, correct = [], []
+    first_right = np.zeros(len(questions), dtype=bool)
+    for qi in range(len(questions)):
+        idx = np.flatnonzero(v.question == qi)
+        r = rank_answers([answers[i] for i in idx], q_halt[idx])
+        c = [te.is_correct(truths[qi], inputs0[qi], a) for a, _, _ in r]
+        ranked.append(r)
+        correct.append(c)
+        i0 = idx[v.view[idx] == 0][0]
+        first_right[qi] = te.is_correct(truths[qi], inputs0[qi], answers[i0])
+    passes = pass_at_k(ranked, correct, v.question_task, ks)
+
+    totals = np.array(
+        [
+            float(((preds == v.labels) & valid).sum()),
+            float(valid.sum()),
+            float(first_right.sum()),
+            float(len(questions)),
+            float(((q_halt > 0) == view_exact).sum()),
+            float(halt_step.sum()),
+            float(M),
+        ]
+        + [float(x) for k in ks for x in passes[k]],
+        dtype=np.float64,
+    )
+    if world > 1:
+        t = torch.from_numpy(totals).to(device)
+        dist.all_reduce(t)
+        totals = t.cpu().numpy()
+    totals = [float(x) for x in totals]  # plain floats: checkpoints load with weights_only
+    tok_c, tok_n, right, nq, q_agree, steps, m = totals[:7]
+    metrics = {
+        "exact_accuracy": right / max(nq, 1.0),
+        "token_accuracy": tok_c / max(tok_n, 1.0),
+        "q_halt_accuracy": q_agree / max(m, 1.0),
+        "mean_steps": steps / max(m, 1.0),
+        "eval_questions": nq,
+        "eval_views": float(views),
     }
+    for i, k in enumerate(ks):
+        solved, n_tasks = totals[7 + 2 * i], totals[8 + 2 * i]
+        metrics[f"pass@{k}"] = solved / max(n_tasks, 1.0)
+    examples = []
+    for i in np.flatnonzero(v.view == 0)[:keep_examples]:
+        examples.append({"input": v.inputs[i], "label": v.labels[i], "pred": preds[i]})
+    return EvalResult(metrics, ranked, correct, questions, examples)
 
 
 def evaluate(
@@ -69,37 +295,17 @@ def evaluate(
     *,
     batch_size: int,
     limit: int = 0,
+    views: int = 1,
     device: torch.device = torch.device("cpu"),
     dtype: torch.dtype = torch.float32,
 ) -> dict[str, float]:
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    totals = torch.zeros(6, dtype=torch.float64, device=device)
-    with autocast(device, dtype):
-        for _, batch in eval_batches(split, batch_size, limit, rank, world):
-            batch = {k: v.to(device) for k, v in batch.items()}
-            out = predict(model, batch)
-            s = score(out["preds"], batch["labels"], out["q_halt"])
-            totals += torch.stack(
-                [
-                    s["token_correct"].double(),
-                    s["token_count"].double(),
-                    s["exact"].double(),
-                    s["q_agree"].double(),
-                    out["halt_step"].double().sum(),
-                    torch.tensor(float(len(out["preds"])), dtype=torch.float64, device=device),
-                ]
-            )
-    if world > 1:
-        dist.all_reduce(totals)
-    tok_c, tok_n, exact, q_agree, steps, count = totals.tolist()
-    n = max(count, 1.0)
-    exact_acc = exact / n
-    return {
-        "exact_accuracy": exact_acc,
-        "token_accuracy": tok_c / max(tok_n, 1.0),
-        "q_halt_accuracy": q_agree / n,
-        "mean_steps": steps / n,
-        "pass@1": exact_acc,
-        "pass@2": exact_acc,
-        "eval_samples": count,
-    }
+    """Named metrics of `run_eval` (what training logs and reports)."""
+    return run_eval(model, split, batch_size=batch_size, limit=limit, views=views, device=device, dtype=dtype).metrics
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj))
+    tmp.replace(path)

@@ -445,7 +445,13 @@ def train(
             state.eval_round += 1
             start = time.monotonic()
             last_eval = evaluate(
-                state.model, test_split, batch_size=eval_batch, limit=t.eval_samples, device=rt.device, dtype=rt.dtype
+                state.model,
+                test_split,
+                batch_size=eval_batch,
+                limit=t.eval_samples,
+                views=t.eval_views,
+                device=rt.device,
+                dtype=rt.dtype,
             )
             last_eval.update(step=state.step, eval_round=state.eval_round, epoch=state.stream.epoch)
             say(

@@ -70,4 +70,4 @@ def test_two_ranks_match_one_process(tmp_path):
     assert b == pytest.approx(a, rel=1e-4)
     two = json.loads((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()[-1])
     assert two["exact_accuracy"] == pytest.approx(one["exact_accuracy"])
-    assert two["eval_samples"] == 16
+    assert two["eval_questions"] == 16
