@@ -93,8 +93,45 @@ class SudokuConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MazeConfig:
+    size: int = 30
+    # Keep mazes whose shortest path is longer than this (moves; published: 110).
+    min_path: int = 110
+
+    def __post_init__(self) -> None:
+        if not 4 <= self.size <= 30:
+            raise ConfigError(f"data.maze.size must be in 4..30, got {self.size}")
+        if self.min_path < 1:
+            raise ConfigError(f"data.maze.min_path must be >= 1, got {self.min_path}")
+
+
+ARCVersion = Literal["arc-agi-1", "arc-agi-2"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ARCConfig:
+    # Its training tasks train, its evaluation tasks are the test split.
+    version: ARCVersion = "arc-agi-1"
+    # Other versions whose training and evaluation tasks are added to training.
+    extra_versions: tuple[ARCVersion, ...] = ()
+    # Folders of ARC task JSON added to training (e.g. ConceptARC).
+    extra_dirs: tuple[str, ...] = ()
+    # Random placement of each grid on the 30x30 canvas (train split only).
+    translate: bool = True
+
+    def __post_init__(self) -> None:
+        if self.version == "arc-agi-1" and "arc-agi-2" in self.extra_versions:
+            raise ConfigError(
+                "data.arc.extra_versions: training on arc-agi-2 while evaluating on arc-agi-1 is refused "
+                "(ARC-AGI-2's training set contains 376 ARC-AGI-1 evaluation tasks)"
+            )
+        if self.version in self.extra_versions:
+            raise ConfigError(f"data.arc.extra_versions repeats data.arc.version '{self.version}'")
+
+
+@dataclass(frozen=True, kw_only=True)
 class DataConfig:
-    task: Literal["sudoku"] = "sudoku"
+    task: Literal["sudoku", "maze", "arc"] = "sudoku"
     # Built datasets are cached under root/<task>-<hash of the builder options>;
     # `path` points at a prebuilt dataset folder instead.
     root: str = "data"
@@ -104,8 +141,12 @@ class DataConfig:
     num_test: int = 1000
     num_aug: int = 1000
     sudoku: SudokuConfig = field(default_factory=SudokuConfig)
+    maze: MazeConfig = field(default_factory=MazeConfig)
+    arc: ARCConfig = field(default_factory=ARCConfig)
 
     def __post_init__(self) -> None:
+        if self.task == "maze" and self.num_aug > 7:
+            raise ConfigError(f"data.num_aug for maze is the number of dihedral variants: 0..7, got {self.num_aug}")
         if self.num_train is not None and self.num_train < 1:
             raise ConfigError(f"data.num_train must be >= 1 or null (all), got {self.num_train}")
         if self.num_test < 1:
@@ -195,6 +236,8 @@ def _type_name(tp: Any) -> str:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple and typing.get_args(tp)[-1] is Ellipsis:
+        return f"a list of ({_type_name(typing.get_args(tp)[0])})"
     if origin is tuple:
         return "a list [" + ", ".join(_type_name(a) for a in typing.get_args(tp)) + "]"
     if tp is type(None):
@@ -223,6 +266,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             if out is not _MISSING:
                 return out
         return _MISSING
+    if origin is tuple and len(typing.get_args(tp)) == 2 and typing.get_args(tp)[1] is Ellipsis:
+        if not isinstance(value, (list, tuple)):
+            return _MISSING
+        items = [_coerce(v, typing.get_args(tp)[0], key) for v in value]
+        return _MISSING if any(i is _MISSING for i in items) else tuple(items)
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):

@@ -137,11 +137,150 @@ class TaskEval:
         return answer == truth
 
 
+class MazeEval(TaskEval):
+    """Maze: views are the dihedral maps (view v uses map v, so at most 8)."""
+
+    def __init__(self, split: Split):
+        self.split = split
+        self.size = int(round(split.columns["inputs"].shape[1] ** 0.5))
+
+    def views(self, questions: np.ndarray, num_views: int, seed: int) -> Views:
+        from hrm.data.augment import dihedral
+
+        if num_views > 8:
+            raise ValueError(f"maze has 8 dihedral views at most, asked for {num_views}")
+        cols, n = self.split.columns, self.size
+        grids_in = cols["inputs"][questions].reshape(-1, n, n)
+        grids_lab = cols["labels"][questions].reshape(-1, n, n)
+        inputs = [dihedral(grids_in, k).reshape(len(questions), -1) for k in range(num_views)]
+        labels = [dihedral(grids_lab, k).reshape(len(questions), -1) for k in range(num_views)]
+        return Views(
+            inputs=np.concatenate(inputs),
+            labels=np.concatenate(labels),
+            puzzle_ids=np.tile(cols["puzzle_id"][questions], num_views),
+            question=np.tile(np.arange(len(questions)), num_views),
+            view=np.repeat(np.arange(num_views), len(questions)),
+            aug=np.repeat(np.arange(num_views), len(questions))[:, None],
+            question_task=np.arange(len(questions)),
+        )
+
+    def answers(self, preds: np.ndarray, aug: np.ndarray) -> list[bytes]:
+        from hrm.data.augment import inverse_dihedral
+
+        n = self.size
+        return [
+            np.ascontiguousarray(inverse_dihedral(p.reshape(n, n), int(k[0]))).astype(np.uint8).tobytes()
+            for p, k in zip(preds, aug)
+        ]
+
+    def truth(self, questions: np.ndarray) -> list[Any]:
+        return [self.split.columns["inputs"][q] for q in questions]
+
+    def is_correct(self, truth: Any, question_input: np.ndarray, answer: bytes) -> bool:
+        from hrm.data import maze
+
+        return bool(maze.is_optimal_path(truth, np.frombuffer(answer, dtype=np.uint8)))
+
+
+def grid_bytes(grid: np.ndarray) -> bytes:
+    """A hashable answer that keeps the shape: 2 shape bytes + cells."""
+    h, w = grid.shape
+    return bytes([h, w]) + np.ascontiguousarray(grid, dtype=np.uint8).tobytes()
+
+
+def bytes_grid(answer: bytes) -> np.ndarray:
+    h, w = answer[0], answer[1]
+    return np.frombuffer(answer[2:], dtype=np.uint8).reshape(h, w)
+
+
+class ARCEval(TaskEval):
+    """ARC: a question is one test input of an evaluation task; its views are the
+    test split's augmented variants of that task (variant 0 = the original)."""
+
+    def __init__(self, split: Split):
+        self.split = split
+        cols = split.columns
+        key = cols["group_id"].astype(np.int64) * 4096 + cols["test_index"].astype(np.int64)
+        _, first, self.row_question = np.unique(key, return_index=True, return_inverse=True)
+        # questions in file order (tasks in order, then test inputs)
+        order = np.argsort(first, kind="stable")
+        remap = np.empty_like(order)
+        remap[order] = np.arange(len(order))
+        self.row_question = remap[self.row_question]
+        self.first_row = first[order]
+        self.names = list(split.meta.get("task_names", []))
+
+    def num_questions(self) -> int:
+        return len(self.first_row)
+
+    def question_task(self) -> np.ndarray:
+        return self.split.columns["group_id"][self.first_row].astype(np.int64)
+
+    def question_name(self, q: int) -> tuple[str, int]:
+        row = self.first_row[q]
+        g = int(self.split.columns["group_id"][row])
+        return (self.names[g] if g < len(self.names) else str(g)), int(self.split.columns["test_index"][row])
+
+    def views(self, questions: np.ndarray, num_views: int, seed: int) -> Views:
+        cols = self.split.columns
+        rows, qs, vs = [], [], []
+        for i, q in enumerate(questions):
+            mine = np.flatnonzero(self.row_question == q)[:num_views]
+            rows.append(mine)
+            qs.append(np.full(len(mine), i))
+            vs.append(np.arange(len(mine)))
+        r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        return Views(
+            inputs=cols["inputs"][r],
+            labels=cols["labels"][r],
+            puzzle_ids=cols["puzzle_id"][r],
+            question=np.concatenate(qs) if qs else r,
+            view=np.concatenate(vs) if vs else r,
+            aug=cols["aug"][r],
+            question_task=self.question_task()[questions],
+            task_names=self.names,
+        )
+
+    def answers(self, preds: np.ndarray, aug: np.ndarray) -> list[bytes]:
+        from hrm.data import arc
+
+        out = []
+        for p, a in zip(preds, aug):
+            grid = arc.decode(p.astype(np.uint8))
+            out.append(grid_bytes(arc.invert_aug_grid(grid, a)) if grid.size else b"\x00\x00")
+        return out
+
+    def truth(self, questions: np.ndarray) -> list[Any]:
+        from hrm.data import arc
+
+        cols = self.split.columns
+        return [
+            grid_bytes(arc.invert_aug_grid(arc.decode(cols["labels"][self.first_row[q]]), cols["aug"][self.first_row[q]]))
+            for q in questions
+        ]
+
+
 def task_eval(split: Split) -> TaskEval:
     task = split.meta.get("task", "sudoku")
     if task == "sudoku":
         return TaskEval(split)
+    if task == "maze":
+        return MazeEval(split)
+    if task == "arc":
+        return ARCEval(split)
     raise ValueError(f"no evaluator for task '{task}'")
+
+
+def arc_submission(te: ARCEval, result: "EvalResult") -> dict[str, list[dict[str, list[list[int]]]]]:
+    """Kaggle format: {task: [{"attempt_1": grid, "attempt_2": grid} per test input]}."""
+    sub: dict[str, dict[int, dict[str, list[list[int]]]]] = defaultdict(dict)
+    for q, ranked in zip(result.questions, result.ranked):
+        name, test_index = te.question_name(int(q))
+        grids = [bytes_grid(a).tolist() for a, _, _ in ranked[:2]] or [[[0]]]
+        while len(grids) < 2:
+            grids.append(grids[0])
+        sub[name][test_index] = {"attempt_1": grids[0], "attempt_2": grids[1]}
+    return {name: [tests[i] for i in sorted(tests)] for name, tests in sub.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -236,6 +375,25 @@ def run_eval(
             q_halt[sl] = out["q_halt"].float().cpu().numpy()
             halt_step[sl] = out["halt_step"].cpu().numpy()
 
+    return score_views(te, v, questions, preds, q_halt, halt_step, ks, views, keep_examples, device)
+
+
+def score_views(
+    te: TaskEval,
+    v: Views,
+    questions: np.ndarray,
+    preds: np.ndarray,
+    q_halt: np.ndarray,
+    halt_step: np.ndarray,
+    ks: tuple[int, ...] = (1, 2),
+    views: int = 1,
+    keep_examples: int = 0,
+    device: torch.device = torch.device("cpu"),
+) -> EvalResult:
+    """Vote the views' predictions per question and compute the metrics."""
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    ks = tuple(sorted(set(ks) | {1, 2}))
+    M = len(v.question)
     valid = v.labels != IGNORE_LABEL
     view_exact = ((preds == v.labels) | ~valid).all(-1)
     answers = te.answers(preds, v.aug)

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from hrm.config import ConfigError, DataConfig
 from hrm.data import storage
 
@@ -33,31 +35,58 @@ class TaskSpec:
 
 
 def task_spec(cfg: DataConfig) -> TaskSpec:
-    """Vocabulary, sequence length and puzzle-id count a config's data will have."""
-    if cfg.path is not None and storage.split_path(cfg.path, "train").exists():
-        meta = storage.read_meta(storage.split_path(cfg.path, "train"))
+    """Vocabulary, sequence length and puzzle-id count a config's data will have.
+
+    Exact for Sudoku and Maze; for an ARC dataset not built yet the puzzle-id
+    count is the upper bound (num_aug + 1) * tasks + 1 (variants are deduplicated).
+    """
+    built = storage.split_path(dataset_dir(cfg), "train")
+    if built.exists():
+        meta = storage.read_meta(built)
         return TaskSpec(meta["vocab_size"], meta["seq_len"], meta["num_puzzle_ids"])
     if cfg.task == "sudoku":
         n = cfg.sudoku.size
         return TaskSpec(vocab_size=n + 2, seq_len=n * n, num_puzzle_ids=1)
+    if cfg.task == "maze":
+        from hrm.data import maze
+
+        return TaskSpec(vocab_size=maze.VOCAB_SIZE, seq_len=cfg.maze.size**2, num_puzzle_ids=1)
+    if cfg.task == "arc":
+        from hrm.data import arc
+
+        train_tasks, eval_tasks = _arc_tasks(cfg)
+        ids = (cfg.num_aug + 1) * (len(train_tasks) + len(eval_tasks)) + 1
+        return TaskSpec(vocab_size=arc.VOCAB_SIZE, seq_len=arc.SEQ_LEN, num_puzzle_ids=ids)
     raise ConfigError(f"unknown data.task '{cfg.task}'")
+
+
+def _arc_tasks(cfg: DataConfig):
+    from hrm.data import arc
+
+    try:
+        return arc.select_tasks(cfg.arc.version, cfg.arc.extra_versions, cfg.arc.extra_dirs)
+    except ValueError as exc:
+        raise ConfigError(f"data.arc: {exc}") from None
 
 
 def builder_options(cfg: DataConfig) -> dict[str, Any]:
     """Everything that determines the built bytes (and nothing else)."""
-    opts: dict[str, Any] = {
-        "task": cfg.task,
-        "seed": cfg.seed,
-        "num_train": cfg.num_train,
-        "num_test": cfg.num_test,
-        "num_aug": cfg.num_aug,
-    }
+    opts: dict[str, Any] = {"task": cfg.task, "seed": cfg.seed, "num_aug": cfg.num_aug}
+    if cfg.task in ("sudoku", "maze"):
+        opts.update(num_train=cfg.num_train, num_test=cfg.num_test)
     if cfg.task == "sudoku":
         sub = asdict(cfg.sudoku)
         for key in ("train_csv", "test_csv"):
             if sub[key] is not None:
                 sub[key] = str(Path(sub[key]).resolve())
         opts["sudoku"] = sub
+    elif cfg.task == "maze":
+        opts["maze"] = asdict(cfg.maze)
+    elif cfg.task == "arc":
+        sub = asdict(cfg.arc)
+        sub["extra_versions"] = list(cfg.arc.extra_versions)
+        sub["extra_dirs"] = [str(Path(d).resolve()) for d in cfg.arc.extra_dirs]
+        opts["arc"] = sub
     return opts
 
 
@@ -91,25 +120,49 @@ def build_dataset(
 ) -> Path:
     """Build the dataset a config describes into folder `out` (atomically)."""
     out = Path(out)
-    if cfg.task != "sudoku":
-        raise ConfigError(f"unknown data.task '{cfg.task}'")
-    from hrm.data import sudoku
+    workers = min(os.cpu_count() or 1, 16)
+    extra: dict[str, Any] = {}
+    if cfg.task == "sudoku":
+        from hrm.data import sudoku
 
-    progress = progress or _print_progress(f"sudoku {cfg.sudoku.size}x{cfg.sudoku.size} {cfg.sudoku.difficulty}")
-    s = cfg.sudoku
-    if s.train_csv is not None:
-        splits = sudoku.build_from_csv(s.train_csv, s.test_csv, cfg.num_train, cfg.num_aug, cfg.seed, progress=progress)
-    else:
+        s = cfg.sudoku
+        progress = progress or _print_progress(f"sudoku {s.size}x{s.size} {s.difficulty}")
+        if s.train_csv is not None:
+            splits = sudoku.build_from_csv(s.train_csv, s.test_csv, cfg.num_train, cfg.num_aug, cfg.seed, progress=progress)
+        else:
+            if cfg.num_train is None:
+                raise ConfigError("data.num_train must be a number when generating puzzles (null means 'all' of a CSV)")
+            splits = sudoku.build(
+                s.size, cfg.num_train, cfg.num_test, cfg.num_aug, s.difficulty, s.blanks, cfg.seed,
+                progress=progress,
+                # Hard puzzles cost ~60 ms each: spread them over the cores (output is
+                # identical for any worker count); easy ones are not worth a pool.
+                workers=1 if s.difficulty == "easy" else workers,
+            )
+        spec = TaskSpec(vocab_size=s.size + 2, seq_len=s.size**2, num_puzzle_ids=1)
+    elif cfg.task == "maze":
+        from hrm.data import maze
+
         if cfg.num_train is None:
-            raise ConfigError("data.num_train must be a number when generating puzzles (null means 'all' of a CSV)")
-        splits = sudoku.build(
-            s.size, cfg.num_train, cfg.num_test, cfg.num_aug, s.difficulty, s.blanks, cfg.seed,
-            progress=progress,
-            # Hard puzzles cost ~60 ms each: spread them over the cores (output is
-            # identical for any worker count); easy ones are not worth a pool.
-            workers=1 if s.difficulty == "easy" else min(os.cpu_count() or 1, 16),
+            raise ConfigError("data.num_train must be a number for maze")
+        m = cfg.maze
+        progress = progress or _print_progress(f"maze {m.size}x{m.size} path>{m.min_path}")
+        splits = maze.build(
+            cfg.num_train, cfg.num_test, cfg.num_aug, cfg.seed, size=m.size, min_path=m.min_path,
+            progress=progress, workers=workers,
         )
-    spec = task_spec(cfg)
+        spec = TaskSpec(vocab_size=maze.VOCAB_SIZE, seq_len=m.size**2, num_puzzle_ids=1)
+    elif cfg.task == "arc":
+        from hrm.data import arc
+
+        train_tasks, eval_tasks = _arc_tasks(cfg)
+        progress = progress or _print_progress(f"arc {cfg.arc.version} x{cfg.num_aug}")
+        splits, extra = arc.build(
+            train_tasks, eval_tasks, cfg.num_aug, cfg.seed, translate=cfg.arc.translate, progress=progress
+        )
+        spec = TaskSpec(vocab_size=arc.VOCAB_SIZE, seq_len=arc.SEQ_LEN, num_puzzle_ids=int(extra["num_puzzle_ids"]))
+    else:
+        raise ConfigError(f"unknown data.task '{cfg.task}'")
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     for split, cols in splits.items():
@@ -121,9 +174,10 @@ def build_dataset(
             "seq_len": spec.seq_len,
             "num_puzzle_ids": spec.num_puzzle_ids,
             "num_rows": int(len(cols["inputs"])),
-            "num_groups": int(len(set(cols["group_id"].tolist()))),
+            "num_groups": int(len(np.unique(cols["group_id"]))),
             "seed": cfg.seed,
             "builder": builder_options(cfg),
+            **{k: v for k, v in extra.items() if k != "num_puzzle_ids"},
         }
         storage.write_split(storage.split_path(tmp, split), cols, meta)
     out.parent.mkdir(parents=True, exist_ok=True)
