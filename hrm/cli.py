@@ -76,8 +76,27 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     data_dir = Path(args.data) if args.data else ensure_dataset(cfg.data)
     split = Split.load(data_dir, args.split)
     result = run_eval(
-        model, split, batch_size=args.batch_size, limit=args.limit, views=args.views, ks=tuple(args.k), device=device
+        model,
+        split,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        views=args.views,
+        ks=tuple(args.k),
+        device=device,
+        keep_examples=args.render_count if args.render else 0,
     )
+    task = split.meta["task"]
+    if args.render:
+        from hrm.render import render, save_png
+
+        for i, ex in enumerate(result.examples):
+            save_png(render(task, ex["input"], ex["label"], ex["pred"]), Path(args.render) / f"{task}_{i:03d}.png")
+    if args.out:
+        from hrm.evaluate import arc_submission, task_eval, write_json
+
+        write_json(Path(args.out) / "metrics.json", result.metrics)
+        if task == "arc":
+            write_json(Path(args.out) / "submission.json", arc_submission(task_eval(split), result))
     print(json.dumps(result.metrics))
     return 0
 
@@ -145,6 +164,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--views", type=_positive, default=1, help="test-time-augmented views voted per question")
     p.add_argument("-k", type=_positive, action="append", default=[1, 2], help="also report pass@k (repeatable)")
     p.add_argument("--batch-size", type=_positive, default=256)
+    p.add_argument("--render", metavar="DIR", help="write PNG pictures of predictions here")
+    p.add_argument("--render-count", type=_positive, default=8)
+    p.add_argument("--out", metavar="DIR", help="write metrics.json (and submission.json for ARC) here")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.set_defaults(func=_cmd_eval)
 

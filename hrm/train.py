@@ -29,13 +29,15 @@ import torch.distributed as dist
 from hrm.config import Config, ConfigError, save_config, to_dict
 from hrm.data.build import ensure_dataset
 from hrm.data.loader import SampleStream, Split
-from hrm.evaluate import autocast, evaluate
+from hrm.evaluate import autocast, run_eval
 from hrm.model.hrm import HRM, Carry
 from hrm.model.losses import act_loss
 from hrm.optim import AdamATan2, SparseSignSGD, lr_at
+from hrm.render import render
 
 Report = Callable[[dict[str, float], "str | None"], None]
 CHECKPOINT_FILE = "checkpoint.pt"
+_IMAGES_PER_EVAL = 4  # prediction pictures logged to TensorBoard per evaluation
 
 
 # ---------------------------------------------------------------------------
@@ -329,6 +331,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[HR
 # the loop
 
 
+def _print(msg: str) -> None:
+    # Flush: logs often go to a file or a Ray job log, where Python buffers.
+    print(msg, flush=True)
+
+
 def _log_line(step: int, total: int, metrics: dict[str, float]) -> str:
     keys = ("loss/total", "train/exact_accuracy", "train/mean_steps", "lr", "segments_per_s")
     parts = [f"{k.split('/')[-1]} {metrics[k]:.4g}" for k in keys if k in metrics]
@@ -360,11 +367,12 @@ def train(
     out_dir: str | Path | None = None,
     resume: bool = False,
     report: Report | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, float]:
     """Train `cfg` to the end; returns the last evaluation's metrics."""
     rt = resolve_runtime(cfg)
     out = Path(out_dir or cfg.train.out_dir)
+    log = log or _print
     say = log if rt.is_main else (lambda _msg: None)
 
     if rt.is_main:
@@ -444,7 +452,7 @@ def train(
         if state.step % t.eval_interval == 0 or done:
             state.eval_round += 1
             start = time.monotonic()
-            last_eval = evaluate(
+            result = run_eval(
                 state.model,
                 test_split,
                 batch_size=eval_batch,
@@ -452,7 +460,9 @@ def train(
                 views=t.eval_views,
                 device=rt.device,
                 dtype=rt.dtype,
+                keep_examples=_IMAGES_PER_EVAL if writer is not None else 0,
             )
+            last_eval = result.metrics
             last_eval.update(step=state.step, eval_round=state.eval_round, epoch=state.stream.epoch)
             say(
                 f"[eval] step {state.step} round {state.eval_round}: exact {last_eval['exact_accuracy']:.4f} "
@@ -463,6 +473,9 @@ def train(
             if writer is not None:
                 for k, v in last_eval.items():
                     writer.add_scalar(f"eval/{k}", v, state.step)
+                for i, ex in enumerate(result.examples):
+                    image = render(test_split.meta["task"], ex["input"], ex["label"], ex["pred"])
+                    writer.add_image(f"predictions/{i}", image, state.step, dataformats="HWC")
                 writer.flush()
             ckpt = save_checkpoint(state, out, last_eval) if t.checkpoint else None
             if report is not None:

@@ -193,8 +193,9 @@ def build_dataset(
     return out
 
 
-def ensure_dataset(cfg: DataConfig, log: Callable[[str], None] = print) -> Path:
+def ensure_dataset(cfg: DataConfig, log: Callable[[str], None] | None = None) -> Path:
     """The dataset folder for `cfg`, building it first if it is not there yet."""
+    log = log or (lambda msg: print(msg, flush=True))
     path = dataset_dir(cfg)
     if all(storage.split_path(path, s).exists() for s in storage.SPLITS):
         return path
