@@ -118,6 +118,9 @@ class ARCConfig:
     extra_dirs: tuple[str, ...] = ()
     # Random placement of each grid on the 30x30 canvas (train split only).
     translate: bool = True
+    # Use only the first N training / evaluation tasks (smoke tests; null = all).
+    max_train_tasks: int | None = None
+    max_eval_tasks: int | None = None
 
     def __post_init__(self) -> None:
         if self.version == "arc-agi-1" and "arc-agi-2" in self.extra_versions:
@@ -125,6 +128,9 @@ class ARCConfig:
                 "data.arc.extra_versions: training on arc-agi-2 while evaluating on arc-agi-1 is refused "
                 "(ARC-AGI-2's training set contains 376 ARC-AGI-1 evaluation tasks)"
             )
+        for name in ("max_train_tasks", "max_eval_tasks"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"data.arc.{name} must be >= 1 or null, got {getattr(self, name)}")
         if self.version in self.extra_versions:
             raise ConfigError(f"data.arc.extra_versions repeats data.arc.version '{self.version}'")
 

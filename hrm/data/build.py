@@ -64,9 +64,10 @@ def _arc_tasks(cfg: DataConfig):
     from hrm.data import arc
 
     try:
-        return arc.select_tasks(cfg.arc.version, cfg.arc.extra_versions, cfg.arc.extra_dirs)
+        train, evals = arc.select_tasks(cfg.arc.version, cfg.arc.extra_versions, cfg.arc.extra_dirs)
     except ValueError as exc:
         raise ConfigError(f"data.arc: {exc}") from None
+    return train[: cfg.arc.max_train_tasks], evals[: cfg.arc.max_eval_tasks]
 
 
 def builder_options(cfg: DataConfig) -> dict[str, Any]:
