@@ -12,7 +12,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from hrm.config import ConfigError, DataConfig, SudokuConfig, builtin_configs, load_config
+from hrm.config import ARCConfig, ConfigError, DataConfig, MazeConfig, SudokuConfig, builtin_configs, load_config
 
 
 class UsageError(Exception):
@@ -101,29 +101,43 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# num_aug defaults per task: HRM's 1000 for Sudoku and ARC, none for Maze.
+_DEFAULT_AUG = {"sudoku": 1000, "maze": 0, "arc": 1000}
+
+
 def _cmd_data_build(args: argparse.Namespace) -> int:
     from hrm.data.build import build_dataset, dataset_dir
 
     if args.config:
         cfg = load_config(args.config, args.set).data
     else:
-        if args.task != "sudoku":
-            raise UsageError(f"unknown task '{args.task}' (allowed: sudoku)")
-        train_csv, test_csv = (args.from_csv + [None, None])[:2] if args.from_csv else (None, None)
         if args.from_csv and len(args.from_csv) != 2:
             raise UsageError("--from-csv takes two files: TRAIN_CSV TEST_CSV")
-        sudoku = SudokuConfig(
-            size=args.size, difficulty=args.difficulty, blanks=args.blanks, train_csv=train_csv, test_csv=test_csv
-        )
+        if args.from_csv and args.task != "sudoku":
+            raise UsageError("--from-csv is the published Sudoku format: use it with task 'sudoku'")
+        train_csv, test_csv = args.from_csv if args.from_csv else (None, None)
+        num_aug = _DEFAULT_AUG[args.task] if args.num_aug is None else args.num_aug
         cfg = DataConfig(
-            task="sudoku",
+            task=args.task,
             root=args.root,
             seed=args.seed,
             num_train=args.num_train,
             num_test=args.num_test,
-            num_aug=args.num_aug,
-            sudoku=sudoku,
+            num_aug=num_aug,
+            sudoku=SudokuConfig(
+                size=args.size, difficulty=args.difficulty, blanks=args.blanks, train_csv=train_csv, test_csv=test_csv
+            ),
+            maze=MazeConfig(size=args.maze_size, min_path=args.min_path),
+            arc=ARCConfig(
+                version=args.version,
+                extra_versions=tuple(args.extra_version),
+                extra_dirs=tuple(args.extra_dir),
+                translate=not args.no_translate,
+            ),
         )
+        for d in cfg.arc.extra_dirs:
+            if not Path(d).is_dir():
+                raise UsageError(f"--extra-dir {d} is not a folder")
     if args.out:
         cfg = replace(cfg, path=args.out)
     out = dataset_dir(cfg)
@@ -172,19 +186,28 @@ def make_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("build", help="build a dataset (from a config, or from flags)")
-    p.add_argument("task", nargs="?", default="sudoku", help="sudoku")
+    p.add_argument("task", nargs="?", default="sudoku", choices=["sudoku", "maze", "arc"])
     p.add_argument("--config", help="build the dataset a train config describes")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", help="output folder (default: <root>/<task>-<options hash>)")
     p.add_argument("--root", default="data")
-    p.add_argument("--size", type=int, choices=[4, 6, 9], default=9)
-    p.add_argument("--difficulty", choices=["easy", "minimal", "hard"], default="hard")
-    p.add_argument("--blanks", type=_positive, help="cells to blank for --difficulty easy")
-    p.add_argument("--num-train", type=_positive, default=1000)
-    p.add_argument("--num-test", type=_positive, default=1000)
-    p.add_argument("--num-aug", type=_positive, default=1000)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--from-csv", nargs="+", metavar="CSV", help="published format: TRAIN_CSV TEST_CSV")
+    p.add_argument("--num-train", type=_positive, default=1000, help="sudoku/maze: puzzles in the train split")
+    p.add_argument("--num-test", type=_positive, default=1000, help="sudoku/maze: puzzles in the test split")
+    p.add_argument("--num-aug", type=_positive, help="augmented variants per puzzle (default: sudoku 1000, maze 0, arc 1000)")
+    g = p.add_argument_group("sudoku")
+    g.add_argument("--size", type=int, choices=[4, 6, 9], default=9)
+    g.add_argument("--difficulty", choices=["easy", "minimal", "hard"], default="hard")
+    g.add_argument("--blanks", type=_positive, help="cells to blank for --difficulty easy")
+    g.add_argument("--from-csv", nargs="+", metavar="CSV", help="published format: TRAIN_CSV TEST_CSV")
+    g = p.add_argument_group("maze")
+    g.add_argument("--maze-size", type=int, default=30)
+    g.add_argument("--min-path", type=_positive, default=110, help="keep mazes whose shortest path has more moves")
+    g = p.add_argument_group("arc")
+    g.add_argument("--version", choices=["arc-agi-1", "arc-agi-2"], default="arc-agi-1")
+    g.add_argument("--extra-version", action="append", default=[], choices=["arc-agi-1", "arc-agi-2"])
+    g.add_argument("--extra-dir", action="append", default=[], metavar="DIR", help="folder of ARC task JSON to train on")
+    g.add_argument("--no-translate", action="store_true")
     p.set_defaults(func=_cmd_data_build)
     return parser
 
