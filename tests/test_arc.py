@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,10 @@ import pytest
 from hrm.data import arc as A
 from hrm.data.augment import DIHEDRAL_INVERSE, dihedral
 
-CONCEPT_ARC = Path("/work/shared/data/ConceptARC")
+# shared/ sits beside the checkout (here and in CI); HRM_CONCEPTARC overrides.
+CONCEPT_ARC = Path(
+    os.environ.get("HRM_CONCEPTARC", Path(__file__).resolve().parents[2] / "shared" / "data" / "ConceptARC")
+)
 needs_concept_arc = pytest.mark.skipif(not CONCEPT_ARC.is_dir(), reason="ConceptARC not available")
 
 
