@@ -1,0 +1,143 @@
+"""What runs inside Ray for the jobs: the Ray Train worker and the Tune trial.
+
+Kept in an importable module (not in a script's __main__) so Ray workers load it
+by name: locally through PYTHONPATH (see `ensure_importable`), on a cluster
+through `ray job submit --working-dir .`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from hrm.config import from_dict, to_dict
+from hrm.search import SearchSpace, hparams, trial_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ensure_importable() -> None:
+    """Local Ray workers inherit the driver's environment: let them import ray_jobs."""
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(ROOT) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *paths])
+
+
+def storage_root(storage: str) -> str:
+    """Absolute local path or URI (Ray wants one or the other)."""
+    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
+
+
+def train_worker(config: dict[str, Any]) -> None:
+    """Ray Train worker: one data-parallel rank of `hrm.train.train`."""
+    import ray.train
+    import torch
+
+    from hrm.artifacts import ArtifactStore
+    from hrm.train import CHECKPOINT_FILE, checkpoint_dirs, train
+
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    # One intra-op thread per CPU this worker was given: oversubscribed OpenMP
+    # threads on a shared 2-core machine are 10-25x slower (measured).
+    torch.set_num_threads(max(1, int(config["cpus_per_worker"])))
+    cfg = from_dict(config["cfg"])
+    out_dir = Path(config["out_dir"])
+    # Tune restore: bring the trial's last reported checkpoint back into its run folder.
+    # Every rank does it, so each finds it even when run folders are node-local.
+    restored = ray.train.get_checkpoint()
+    if restored is not None:
+        with restored.as_directory() as d:
+            dest = out_dir / "checkpoints" / f"step_{_checkpoint_step(Path(d) / CHECKPOINT_FILE):08d}"
+            if not dest.exists():
+                tmp = dest.with_name(f".{dest.name}.restore-{rank}")
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.copytree(d, tmp)
+                try:
+                    os.replace(tmp, dest)
+                except OSError:  # another rank on this node put the same files there first
+                    shutil.rmtree(tmp, ignore_errors=True)
+    store = ArtifactStore(config["artifacts"]) if rank == 0 and config.get("artifacts") else None
+
+    def report(metrics: dict[str, float], ckpt_dir: str | None) -> None:
+        checkpoint = None
+        if rank == 0 and ckpt_dir is not None:
+            checkpoint = ray.train.Checkpoint.from_directory(ckpt_dir)
+        if store is not None and ckpt_dir is not None:
+            store.add(
+                experiment=config["experiment"],
+                trial_id=config["trial_id"],
+                step=int(metrics["step"]),
+                eval_round=int(metrics["eval_round"]),
+                hparams=config["hparams"],
+                metrics=metrics,
+                checkpoint_dir=ckpt_dir,
+            )
+            store.prune(
+                config["experiment"],
+                config["metric"],
+                config["mode"],
+                keep_per_trial=config["keep_per_trial"],
+                keep_per_experiment=config["keep_per_experiment"],
+            )
+        ray.train.report(dict(metrics), checkpoint=checkpoint)
+
+    resume = bool(checkpoint_dirs(out_dir))
+    train(cfg, out_dir=out_dir, resume=resume, report=report, log=lambda m: print(m, flush=True) if rank == 0 else None)
+
+
+def _checkpoint_step(path: Path) -> int:
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+
+
+def run_trial(config: dict[str, Any], *, space: SearchSpace, storage: str, name: str) -> None:
+    """Tune function trainable: builds and fits one TorchTrainer."""
+    import ray.tune
+    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    ctx = ray.tune.get_context()
+    trial_id = ctx.get_trial_id()
+    cfg = trial_config(space, config)
+    b = space.budget
+    exp_dir = f"{storage}/{name}"
+    trial_dir = f"{exp_dir}/{ctx.get_trial_name()}"
+    local = "://" not in storage
+    worker_config = {
+        "cfg": to_dict(cfg),
+        "hparams": hparams(space, config),
+        "experiment": name,
+        "trial_id": trial_id,
+        "metric": space.metric,
+        "mode": space.mode,
+        "keep_per_trial": 2,
+        "keep_per_experiment": 5,
+        "artifacts": f"{storage}/artifacts",
+        # TensorBoard (scalars, prediction images), metrics.jsonl and the resumable
+        # run live beside Tune's own files for the trial.
+        "out_dir": f"{trial_dir}/hrm" if local else str(Path(ctx.get_trial_dir()) / "hrm"),
+        "cpus_per_worker": b.cpus_per_worker,
+    }
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=worker_config,
+        scaling_config=ScalingConfig(
+            num_workers=b.num_workers,
+            use_gpu=b.gpus_per_worker > 0,
+            resources_per_worker={"CPU": b.cpus_per_worker, "GPU": b.gpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name=trial_id,
+            storage_path=f"{exp_dir}/train",
+            callbacks=[TuneReportCallback()],
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    trainer.fit()
+
+
