@@ -209,6 +209,10 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--extra-dir", action="append", default=[], metavar="DIR", help="folder of ARC task JSON to train on")
     g.add_argument("--no-translate", action="store_true")
     p.set_defaults(func=_cmd_data_build)
+
+    from hrm.artifacts import add_cli
+
+    add_cli(sub)
     return parser
 
 

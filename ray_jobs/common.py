@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hrm.config import from_dict, to_dict
+from hrm.config import Config, from_dict, to_dict
 from hrm.search import SearchSpace, hparams, trial_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +24,15 @@ def ensure_importable() -> None:
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if str(ROOT) not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *paths])
+
+
+def absolute_paths(cfg: Config) -> Config:
+    """Ray workers run in other folders: anchor relative data paths at the checkout,
+    so every trial shares one dataset cache."""
+    data = cfg.data
+    root = data.root if Path(data.root).is_absolute() else str(ROOT / data.root)
+    path = data.path if data.path is None or Path(data.path).is_absolute() else str(ROOT / data.path)
+    return replace(cfg, data=replace(data, root=root, path=path))
 
 
 def storage_root(storage: str) -> str:
@@ -103,7 +113,7 @@ def run_trial(config: dict[str, Any], *, space: SearchSpace, storage: str, name:
 
     ctx = ray.tune.get_context()
     trial_id = ctx.get_trial_id()
-    cfg = trial_config(space, config)
+    cfg = absolute_paths(trial_config(space, config))
     b = space.budget
     exp_dir = f"{storage}/{name}"
     trial_dir = f"{exp_dir}/{ctx.get_trial_name()}"

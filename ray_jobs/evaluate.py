@@ -59,12 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     ensure_importable()
-    ray.init(address=args.address)
+    owns_ray = not ray.is_initialized()
+    if owns_ray:
+        ray.init(address=args.address)
     try:
         task = ray.remote(num_gpus=args.gpus, num_cpus=1)(evaluate_row)
         out = ray.get(task.remote(args.artifacts, args.id, args.views, args.limit, args.split, args.gpus > 0))
     finally:
-        ray.shutdown()
+        if owns_ray:
+            ray.shutdown()
     if args.out:
         from hrm.evaluate import write_json
 

@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from hrm.config import ConfigError, load_config, to_dict  # noqa: E402
-from ray_jobs.common import ensure_importable, storage_root, train_worker  # noqa: E402
+from ray_jobs.common import absolute_paths, ensure_importable, storage_root, train_worker  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"))
     args = p.parse_args(argv)
     try:
-        cfg = load_config(args.config, args.set)
+        cfg = absolute_paths(load_config(args.config, args.set))
         if args.num_workers < 1 or args.cpus_per_worker < 0 or args.gpus_per_worker < 0:
             raise ConfigError("--num-workers must be >= 1 and resources >= 0")
         if cfg.train.global_batch_size % args.num_workers:
@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or cfg.name
     storage = storage_root(args.storage)
     ensure_importable()
-    ray.init(address=args.address)
+    owns_ray = not ray.is_initialized()
+    if owns_ray:
+        ray.init(address=args.address)
     try:
         trainer = TorchTrainer(
             train_worker,
@@ -73,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         result = trainer.fit()
     finally:
-        ray.shutdown()
+        if owns_ray:
+            ray.shutdown()
     print(json.dumps({"metrics": result.metrics, "checkpoint": result.checkpoint.path if result.checkpoint else None}, default=str))
     return 0
 

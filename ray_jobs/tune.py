@@ -183,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.monotonic()
     ensure_importable()
-    ray.init(address=args.address, num_cpus=args.num_cpus if not args.address else None, log_to_driver=True)
+    owns_ray = not ray.is_initialized()  # tests (and notebooks) may have connected already
+    if owns_ray:
+        ray.init(address=args.address, num_cpus=args.num_cpus if not args.address else None)
     try:
         print(f"[tune] experiment {name}: {space.budget.num_samples} trials of {Path(space.base).name}, "
               f"metric {space.metric} ({space.mode}), storage {storage}", flush=True)
@@ -191,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         results = tuner.fit()
         summary = summarize(results, space, name, storage)
     finally:
-        ray.shutdown()
+        if owns_ray:
+            ray.shutdown()
     summary["seconds"] = round(time.monotonic() - start, 1)
     print("[tune] done: " + json.dumps(summary, default=str, indent=1), flush=True)
     return 0 if summary["errors"] == 0 else 1

@@ -128,3 +128,16 @@ def test_stream_takes_all_examples_of_one_variant_per_group():
             assert len(vids) == int((vid == vids[0]).sum())  # with all its rows
             seen_variants.add(vids[0])
     assert seen_variants == {1, 2, 3, 4, 5}
+
+
+def test_big_splits_are_written_in_batches_and_read_without_concatenation(tmp_path, monkeypatch):
+    monkeypatch.setattr(storage, "_MAX_VALUES", 1000)  # Arrow's 2^31 cap, scaled down
+    a = np.arange(300 * 16, dtype=np.uint8).reshape(300, 16)
+    cols = {"inputs": a, "labels": a[::-1].copy(), "puzzle_id": np.zeros(300, np.int32), "group_id": np.arange(300, dtype=np.int32)}
+    storage.write_split(tmp_path / "train.arrow", cols, {"seq_len": 16})
+    got, _ = storage.read_split(tmp_path / "train.arrow")
+    assert isinstance(got["inputs"], storage.ChunkedRows) and len(got["inputs"].chunks) > 1
+    idx = np.array([299, 0, 62, 63, 64, 150, 62])
+    assert np.array_equal(got["inputs"][idx], a[idx]) and np.array_equal(got["inputs"][7], a[7])
+    rows = SampleStream(Split(got, {}), seed=0).take(300)
+    assert sorted(rows["inputs"][:, 0].tolist()) == sorted(a[:, 0].astype(np.int64).tolist())

@@ -20,6 +20,41 @@ import pyarrow as pa
 
 META_KEY = b"hrm"
 SPLITS = ("train", "test")
+_MAX_VALUES = 2**31 - 1
+
+
+class ChunkedRows:
+    """Rows of a 2-D column stored in several record batches, read without
+    concatenating them (each chunk stays a zero-copy view of the memory map)."""
+
+    def __init__(self, chunks: list[np.ndarray]):
+        self.chunks = chunks
+        self.starts = np.cumsum([0] + [len(c) for c in chunks])
+        self.shape = (int(self.starts[-1]), chunks[0].shape[1])
+        self.dtype = chunks[0].dtype
+        self.ndim = 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            i = int(index) % len(self)
+            c = int(np.searchsorted(self.starts, i, side="right")) - 1
+            return self.chunks[c][i - self.starts[c]]
+        if isinstance(index, slice):
+            index = np.arange(len(self))[index]
+        index = np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        index = index % len(self)
+        out = np.empty((len(index), self.shape[1]), dtype=self.dtype)
+        chunk_of = np.searchsorted(self.starts, index, side="right") - 1
+        for c in np.unique(chunk_of):
+            sel = chunk_of == c
+            out[sel] = self.chunks[c][index[sel] - self.starts[c]]
+        return out
+
 
 
 def split_path(root: str | os.PathLike, split: str) -> Path:
@@ -46,8 +81,11 @@ def write_split(path: str | os.PathLike, columns: dict[str, np.ndarray], meta: d
     table = table.replace_schema_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    widths = [arr.shape[1] for arr in columns.values() if arr.ndim == 2] or [1]
+    # Arrow IPC caps one array at 2^31 - 1 values: split big splits into batches.
+    rows_per_batch = max(1, _MAX_VALUES // max(widths))
     with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
+        writer.write_table(table, max_chunksize=rows_per_batch)
     os.replace(tmp, path)
 
 
@@ -70,10 +108,11 @@ def read_split(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str
     meta = json.loads(table.schema.metadata[META_KEY])
     columns: dict[str, np.ndarray] = {}
     for name in table.column_names:
-        col = table.column(name).combine_chunks()
-        if pa.types.is_fixed_size_list(col.type):
-            width = col.type.list_size
-            columns[name] = col.values.to_numpy(zero_copy_only=False).reshape(-1, width)
+        chunked = table.column(name)
+        if pa.types.is_fixed_size_list(chunked.type):
+            width = chunked.type.list_size
+            views = [c.flatten().to_numpy(zero_copy_only=False).reshape(-1, width) for c in chunked.chunks]
+            columns[name] = views[0] if len(views) == 1 else ChunkedRows(views)
         else:
-            columns[name] = col.to_numpy(zero_copy_only=False)
+            columns[name] = chunked.to_numpy()
     return columns, meta
