@@ -1,0 +1,315 @@
+"""Search spaces: shipped files load, malformed files fail with one precise line,
+define-by-run sampling respects types, bounds, log scale, choices and conditions,
+and sampled points become validated configs."""
+
+from __future__ import annotations
+
+import functools
+import pickle
+
+import pytest
+
+optuna = pytest.importorskip("optuna")
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+from hrm.config import ConfigError, load_config  # noqa: E402
+from hrm.search import (  # noqa: E402
+    SpaceError,
+    define_by_run,
+    hparams,
+    load_space,
+    shipped_spaces,
+    total_rounds,
+    trial_config,
+)
+
+SPACE = """
+name: t
+base: quickstart
+overrides:
+  train.steps: 400
+metric: pass@2
+scheduler: {max_t: 4}
+params:
+  model.H_cycles: {type: int, low: 1, high: 3}
+  model.halt_max_steps: {type: categorical, choices: [2, 4, 8]}
+  model.eval_halt_max_steps: {type: categorical, choices: [null, 16], when: {model.halt_max_steps: [8]}}
+  model.L_cycles: {type: int, low: 1, high: 3, when: {model.arch: [hrm]}}
+  model.halt_exploration_prob: {type: float, low: 0.0, high: 0.3, step: 0.05}
+  optim.lr: {type: logfloat, low: 3e-4, high: 3.0e-3}
+  optim.betas: {type: categorical, choices: [[0.9, 0.95], [0.9, 0.999]]}
+  train.global_batch_size: {type: int, low: 32, high: 64, step: 16}
+"""
+
+
+def write(tmp_path, text: str, name: str = "space.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def space(tmp_path):
+    return load_space(str(write(tmp_path, SPACE)))
+
+
+def tpe_points(space, n: int, seed: int = 0) -> list[dict]:
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed), direction="maximize")
+    points = []
+    for i in range(n):
+        trial = study.ask()
+        assert define_by_run(space, trial) is None
+        points.append(dict(trial.params))
+        study.tell(trial, float(i % 3))
+    return points
+
+
+# ---------------------------------------------------------------------------
+# shipped spaces
+
+
+def test_shipped_spaces_load_and_sample():
+    names = {p.stem for p in shipped_spaces()}
+    assert {"quickstart", "sudoku_extreme", "maze_hard", "arc_agi_1", "arc_agi_2"} <= names
+    for path in shipped_spaces():
+        space = load_space(path)
+        assert space.name == path.stem
+        assert total_rounds(space.base_config) == space.scheduler.max_t
+        for point in tpe_points(space, 2, seed=1):
+            cfg = trial_config(space, point)
+            for key, value in hparams(space, point).items():
+                section, field = key.split(".")
+                got = getattr(getattr(cfg, section), field)
+                assert got == value or str(list(got)) == value, (path.name, key)
+
+
+def test_quickstart_space_is_a_short_cpu_search():
+    space = load_space("quickstart")  # shipped name works too
+    assert space.base_config.train.steps * space.budget.num_samples <= 1500
+    assert space.budget.gpus_per_worker == 0 and space.budget.max_concurrent_trials == 1
+    assert space.budget.num_workers * space.budget.cpus_per_worker + space.budget.trainable_cpus <= 2
+    assert {p.name for p in space.params} >= {"model.H_cycles", "model.L_cycles", "optim.lr", "data.num_aug"}
+
+
+# ---------------------------------------------------------------------------
+# malformed spaces
+
+OK = "base: quickstart\nparams:\n  model.H_cycles: {type: int, low: 1, high: 3}\n"
+P = "base: quickstart\nparams:\n  "
+
+
+@pytest.mark.parametrize(
+    "text, pieces",
+    [
+        ("metrc: pass@2\n" + OK, ["unknown key 'metrc'", "did you mean 'metric'"]),
+        ("budget: {num_sample: 3}\n" + OK, ["unknown key 'budget.num_sample'", "did you mean 'num_samples'"]),
+        ("scheduler: {grace: 1}\n" + OK, ["unknown key 'scheduler.grace'", "grace_period"]),
+        (P + "model.H_cycles: {type: int, low: 1, hgh: 3}", ["'params.model.H_cycles.hgh'", "did you mean 'high'"]),
+        (P + "model.H_cycles: {type: integer, low: 1, high: 3}", ["params.model.H_cycles.type", "int, float"]),
+        ("params:\n  model.H_cycles: {type: int, low: 1, high: 3}", ["base: missing"]),
+        ("base: quickstart\n", ["params: missing"]),
+        ("base: nosuch\n" + OK[16:], ["base: no shipped config 'nosuch'"]),
+        ("base: other/base.yaml\n" + OK[16:], ["base: config file not found", "other/base.yaml"]),
+        (P + "model.hiden_size: {type: categorical, choices: [64]}",
+         ["params.model.hiden_size: ", "unknown key 'model.hiden_size'", "did you mean 'hidden_size'"]),
+        (P + "model.hidden_size: {type: categorical, choices: [128, 130]}",
+         ["params.model.hidden_size", "divisible", "(with choice 130)"]),
+        (P + "model.H_cycles: {type: float, low: 1, high: 3}", ["params.model.H_cycles", "must be an integer"]),
+        (P + "model.H_cycles: {type: int, low: 3, high: 3}", ["params.model.H_cycles", "low (3) must be < high (3)"]),
+        (P + "optim.lr: {type: logfloat, low: 0, high: 1e-3}", ["params.optim.lr.low", "low > 0"]),
+        (P + "model.H_cycles: {type: int, low: 1.5, high: 3}", ["params.model.H_cycles.low", "must be an integer"]),
+        (P + "model.H_cycles: {type: int, low: 1, high: 4, step: 2}", ["params.model.H_cycles.step", "multiple"]),
+        (P + "model.H_cycles: {type: categorical, choices: []}", ["params.model.H_cycles.choices", "non-empty"]),
+        (P + "optim.lr: {type: categorical, choices: [1e-3, 0.001]}", ["params.optim.lr.choices", "duplicate"]),
+        (P + "model.H_cycles: {type: categorical, choices: [{a: 1}]}", ["params.model.H_cycles.choices", "scalars"]),
+        (P + "model.H_cycles: {type: int, low: 1, high: 3, when: {model.archh: [hrm]}}",
+         ["params.model.H_cycles.when.model.archh", "neither an earlier param nor a config key", "'model.arch'"]),
+        (P + "model.H_cycles: {type: int, low: 1, high: 3, when: {model.L_cycles: [2]}}\n"
+         "  model.L_cycles: {type: int, low: 1, high: 3}",
+         ["params.model.H_cycles.when.model.L_cycles", "later param"]),
+        (P + "model.H_cycles: {type: int, low: 1, high: 3, when: {model.H_cycles: [2]}}", ["itself"]),
+        (P + "model.H_cycles: {type: int, low: 1, high: 3, when: {model.L_cycles: [1]}}",
+         ["never holds", "fixed at 2"]),
+        (P + "model.H_cycles: {type: int, low: 1, high: 3}\n"
+         "  model.L_cycles: {type: int, low: 1, high: 3, when: {model.H_cycles: [7]}}", ["when.model.H_cycles", "7"]),
+        ("metric: accuracy\n" + OK, ["metric: must be an evaluation metric", "pass@2", "pass@<k>"]),
+        ("mode: maximize\n" + OK, ["mode: must be 'max' or 'min'"]),
+        ("scheduler: {type: hyperband}\n" + OK, ["scheduler.type must be one of asha, fifo"]),
+        ("scheduler: {time_attr: training_iteration}\n" + OK, ["scheduler.time_attr", "'eval_round' or 'step'"]),
+        ("scheduler: {grace_period: 5, max_t: 4}\n" + OK,
+         ["scheduler.grace_period (5) must be <= scheduler.max_t (4)"]),
+        ("scheduler: {reduction_factor: 1}\n" + OK, ["scheduler.reduction_factor must be >= 2"]),
+        ("budget: {num_samples: 0}\n" + OK, ["budget.num_samples must be >= 1"]),
+        ("budget: {max_concurrent_trials: 0}\n" + OK, ["budget.max_concurrent_trials must be >= 1"]),
+        ("budget: {num_workers: 0}\n" + OK, ["budget.num_workers must be >= 1"]),
+        ("budget: {gpus_per_worker: -1}\n" + OK, ["budget.gpus_per_worker must be >= 0"]),
+        ("budget: {num_samples: many}\n" + OK, ["budget.num_samples: must be an integer", "'many'"]),
+        ("scheduler: {max_t: 9}\n" + OK, ["scheduler.max_t", "9 is more eval rounds than a trial reports (8"]),
+        ("scheduler: {max_t: 3}\n" + P + "train.steps: {type: int, low: 100, high: 800}",
+         ["scheduler.max_t", "(1 = ceil(train.steps 100 / train.eval_interval 100))"]),
+        ("overrides: {train.stepz: 3}\n" + OK, ["overrides.train.stepz", "did you mean 'steps'"]),
+        ("overrides: {model.H_cycles: 3}\n" + OK, ["params.model.H_cycles", "also fixed in overrides"]),
+        ("params: [1, 2\n", ["not valid YAML"]),
+    ],
+)
+def test_bad_spaces_give_one_precise_line(tmp_path, text, pieces):
+    path = write(tmp_path, text, "bad.yaml")
+    with pytest.raises(SpaceError) as err:
+        load_space(str(path))
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith(str(path))
+    for piece in pieces:
+        assert piece in msg, msg
+
+
+def test_space_errors_are_config_errors(tmp_path):
+    assert issubclass(SpaceError, ConfigError)
+    with pytest.raises(SpaceError, match="search-space file not found"):
+        load_space(str(tmp_path / "missing.yaml"))
+
+
+def test_space_overrides_edit_the_file_with_the_same_checks(tmp_path):
+    path = write(tmp_path, SPACE)
+    space = load_space(
+        str(path),
+        ["budget.num_samples=4", "scheduler.max_t=2", "overrides.train.steps=100", "overrides.train.eval_interval=50",
+         "params.model.H_cycles.high=5", "params.optim.weight_decay={type: float, low: 0, high: 1}", "metric=pass@3"],
+    )
+    assert space.budget.num_samples == 4 and space.scheduler.max_t == 2 and space.metric == "pass@3"
+    assert dict(space.overrides)["train.steps"] == 100 and space.base_config.train.steps == 100
+    by_name = {p.name: p for p in space.params}
+    assert by_name["model.H_cycles"].high == 5 and by_name["optim.weight_decay"].kind == "float"
+    with pytest.raises(SpaceError, match="scheduler.max_t.*more eval rounds"):
+        load_space(str(path), ["overrides.train.steps=100"])
+    with pytest.raises(SpaceError, match="budget.num_samples must be >= 1"):
+        load_space(str(path), ["budget.num_samples=0"])
+    with pytest.raises(SpaceError, match="key.sub=value"):
+        load_space(str(path), ["budget.num_samples"])
+
+
+def test_relative_base_resolves_against_the_space_folder(tmp_path, monkeypatch):
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "spaces").mkdir()
+    write(tmp_path / "cfg", "model: {hidden_size: 64, num_heads: 4}\ntrain: {steps: 40, eval_interval: 10}\n", "b.yaml")
+    path = write(tmp_path / "spaces", "base: ../cfg/b.yaml\nscheduler: {max_t: 4}\n" + OK[16:], "s.yaml")
+    monkeypatch.chdir(tmp_path / "cfg")
+    space = load_space(str(path))
+    assert space.base == str((tmp_path / "cfg" / "b.yaml").resolve())
+    assert space.base_config.model.hidden_size == 64 and total_rounds(space.base_config) == 4
+    write(tmp_path / "cfg", "model: {hiden_size: 3}\ntrain: {steps: 40}\n", "broken.yaml")
+    bad = write(tmp_path / "spaces", "base: ../cfg/broken.yaml\n" + OK[16:], "s2.yaml")
+    with pytest.raises(SpaceError, match=r"s2\.yaml: base: .*broken\.yaml: unknown key 'model\.hiden_size'"):
+        load_space(str(bad))
+
+
+def test_total_rounds():
+    assert total_rounds(load_config("quickstart")) == 8
+    assert total_rounds(load_config("quickstart", ["train.steps=801"])) == 9
+    assert total_rounds(load_config("sudoku_extreme")) is None  # epochs: needs the dataset
+
+
+# ---------------------------------------------------------------------------
+# sampling
+
+
+def test_define_by_run_respects_types_bounds_log_choices(space):
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0), direction="maximize")
+    seen = {"model.eval_halt_max_steps": 0, "no eval_halt": 0}
+    for i in range(24):
+        trial = study.ask()
+        define_by_run(space, trial)
+        p, dist = trial.params, trial.distributions
+        assert type(p["model.H_cycles"]) is int and 1 <= p["model.H_cycles"] <= 3
+        assert type(p["model.L_cycles"]) is int and 1 <= p["model.L_cycles"] <= 3  # model.arch is hrm
+        assert p["train.global_batch_size"] in (32, 48, 64)
+        assert p["model.halt_max_steps"] in (2, 4, 8)
+        assert 0.0 <= p["model.halt_exploration_prob"] <= 0.3
+        assert abs(p["model.halt_exploration_prob"] / 0.05 - round(p["model.halt_exploration_prob"] / 0.05)) < 1e-6
+        assert 3e-4 <= p["optim.lr"] <= 3e-3 and dist["optim.lr"].log
+        assert not dist["model.halt_exploration_prob"].log
+        assert p["optim.betas"] in ("[0.9, 0.95]", "[0.9, 0.999]")
+        if p["model.halt_max_steps"] == 8:
+            assert p["model.eval_halt_max_steps"] in (None, 16)
+            seen["model.eval_halt_max_steps"] += 1
+        else:
+            assert "model.eval_halt_max_steps" not in p
+            seen["no eval_halt"] += 1
+        study.tell(trial, p["optim.lr"] * 100)
+    assert all(seen.values()), seen  # both branches of the condition happened
+
+
+def test_define_by_run_with_fixed_trial_follows_conditions(space):
+    base = {"model.H_cycles": 2, "model.L_cycles": 1, "model.halt_exploration_prob": 0.1, "optim.lr": 1e-3,
+            "optim.betas": "[0.9, 0.999]", "train.global_batch_size": 48}
+    off = optuna.trial.FixedTrial({**base, "model.halt_max_steps": 4})
+    define_by_run(space, off)
+    assert "model.eval_halt_max_steps" not in off.params
+    on = optuna.trial.FixedTrial({**base, "model.halt_max_steps": 8, "model.eval_halt_max_steps": 16})
+    define_by_run(space, on)
+    assert on.params["model.eval_halt_max_steps"] == 16
+    cfg = trial_config(space, on.params)
+    assert (cfg.model.halt_max_steps, cfg.model.eval_halt_max_steps) == (8, 16)
+    assert cfg.optim.betas == (0.9, 0.999) and cfg.train.global_batch_size == 48 and cfg.model.L_cycles == 1
+
+
+def test_define_by_run_pickles_with_the_space(space):
+    fn = pickle.loads(pickle.dumps(functools.partial(define_by_run, space)))
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    trial = study.ask()
+    assert fn(trial) is None
+    assert set(trial.params) >= {"model.H_cycles", "optim.lr"}
+    assert trial_config(fn.args[0], trial.params) == trial_config(space, trial.params)
+
+
+def test_same_seed_same_sequence(space):
+    assert tpe_points(space, 14, seed=3) == tpe_points(space, 14, seed=3)
+    assert tpe_points(space, 14, seed=3) != tpe_points(space, 14, seed=4)
+
+
+# ---------------------------------------------------------------------------
+# trial configs and hparams
+
+
+def test_trial_config_applies_values_and_maps_labels_back(space):
+    point = {"model.H_cycles": 3, "model.halt_max_steps": 2, "model.L_cycles": 1, "model.halt_exploration_prob": 0.25,
+             "optim.lr": 2e-3, "optim.betas": "[0.9, 0.95]", "train.global_batch_size": 32}
+    cfg = trial_config(space, point)
+    assert (cfg.model.H_cycles, cfg.model.L_cycles, cfg.model.halt_max_steps) == (3, 1, 2)
+    assert cfg.model.halt_exploration_prob == 0.25 and cfg.optim.lr == 2e-3
+    assert cfg.optim.betas == (0.9, 0.95) and cfg.train.global_batch_size == 32
+    assert cfg.train.steps == 400  # the space's override
+    assert cfg.model.hidden_size == load_config("quickstart").model.hidden_size  # the base elsewhere
+    assert trial_config(space, {}) == space.base_config
+    hp = hparams(space, point)
+    assert hp["optim.betas"] == "[0.9, 0.95]" and hp["model.H_cycles"] == 3
+    assert all(v is None or isinstance(v, (bool, int, float, str)) for v in hp.values())
+
+
+@pytest.mark.parametrize(
+    "point, piece",
+    [
+        ({"model.H_cycle": 2},
+         "sampled key 'model.H_cycle' is not a param of this space; did you mean 'model.H_cycles'"),
+        ({"model.H_cycles": 7}, "params.model.H_cycles: sampled 7 is outside [1, 3]"),
+        ({"model.H_cycles": 1.5}, "params.model.H_cycles: sampled 1.5 is not an integer"),
+        ({"optim.betas": "[0.5, 0.5]"}, "params.optim.betas: sampled '[0.5, 0.5]' is not one of its choices"),
+        ({"model.halt_max_steps": 4, "model.eval_halt_max_steps": 16}, "condition model.halt_max_steps in [8]"),
+    ],
+)
+def test_trial_config_rejects_bad_points(space, point, piece):
+    with pytest.raises(SpaceError) as err:
+        trial_config(space, point)
+    assert piece in str(err.value) and str(err.value).startswith(space.source)
+
+
+def test_trial_config_reports_combinations_the_config_rejects(tmp_path):
+    # each choice is valid alone on the base (hidden 128, 4 heads); 136 / 8 = 17 is an odd head dim
+    text = OK + "  model.num_heads: {type: categorical, choices: [4, 8]}\n" \
+        "  model.hidden_size: {type: categorical, choices: [128, 136]}\n"
+    space = load_space(str(write(tmp_path, text, "combo.yaml")))
+    assert trial_config(space, {"model.num_heads": 8, "model.hidden_size": 128}).model.num_heads == 8
+    with pytest.raises(SpaceError) as err:
+        trial_config(space, {"model.num_heads": 8, "model.hidden_size": 136})
+    msg = str(err.value)
+    assert "combo.yaml: trial config" in msg and "even head dim" in msg and "\n" not in msg
