@@ -368,8 +368,13 @@ def train(
     resume: bool = False,
     report: Report | None = None,
     log: Callable[[str], None] | None = None,
+    tensorboard_dir: str | Path | None = None,
 ) -> dict[str, float]:
-    """Train `cfg` to the end; returns the last evaluation's metrics."""
+    """Train `cfg` to the end; returns the last evaluation's metrics.
+
+    TensorBoard goes to `out_dir/tensorboard` unless `tensorboard_dir` is given
+    (the Tune jobs put it in the trial's folder, beside Tune's HParams).
+    """
     rt = resolve_runtime(cfg)
     out = Path(out_dir or cfg.train.out_dir)
     log = log or _print
@@ -418,7 +423,7 @@ def train(
     if rt.is_main and cfg.train.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(out / "tensorboard"))
+        writer = SummaryWriter(str(tensorboard_dir or out / "tensorboard"))
     say(
         f"[train] {sum(p.numel() for p in state.model.parameters()):,} parameters, "
         f"{len(train_split):,} train rows, {len(test_split):,} test rows, {state.total_steps} steps, "

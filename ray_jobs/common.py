@@ -95,7 +95,14 @@ def train_worker(config: dict[str, Any]) -> None:
         ray.train.report(dict(metrics), checkpoint=checkpoint)
 
     resume = bool(checkpoint_dirs(out_dir))
-    train(cfg, out_dir=out_dir, resume=resume, report=report, log=lambda m: print(m, flush=True) if rank == 0 else None)
+    train(
+        cfg,
+        out_dir=out_dir,
+        resume=resume,
+        report=report,
+        log=lambda m: print(m, flush=True) if rank == 0 else None,
+        tensorboard_dir=config.get("tensorboard_dir"),
+    )
 
 
 def _checkpoint_step(path: Path) -> int:
@@ -116,7 +123,8 @@ def run_trial(config: dict[str, Any], *, space: SearchSpace, storage: str, name:
     cfg = absolute_paths(trial_config(space, config))
     b = space.budget
     exp_dir = f"{storage}/{name}"
-    trial_dir = f"{exp_dir}/{ctx.get_trial_name()}"
+    # Tune's own folder for the trial (its HParams and result events live there).
+    trial_dir = f"{exp_dir}/{Path(ctx.get_trial_dir()).name}"
     local = "://" not in storage
     worker_config = {
         "cfg": to_dict(cfg),
@@ -131,6 +139,8 @@ def run_trial(config: dict[str, Any], *, space: SearchSpace, storage: str, name:
         # TensorBoard (scalars, prediction images), metrics.jsonl and the resumable
         # run live beside Tune's own files for the trial.
         "out_dir": f"{trial_dir}/hrm" if local else str(Path(ctx.get_trial_dir()) / "hrm"),
+        # One TensorBoard run per trial: our scalars and pictures beside Tune's HParams.
+        "tensorboard_dir": trial_dir if local else None,
         "cpus_per_worker": b.cpus_per_worker,
     }
     trainer = TorchTrainer(

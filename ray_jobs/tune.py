@@ -49,15 +49,15 @@ SMOKE_BASE = {
     "model.H_layers": 1,
     "model.L_layers": 1,
     "data.num_train": 200,
-    "data.num_test": 60,
-    "data.sudoku.size": 4,
+    "data.num_test": 50,
+    "data.sudoku.size": 6,
     "data.sudoku.difficulty": "easy",
-    "data.sudoku.blanks": 3,
+    "data.sudoku.blanks": 4,
     "train.global_batch_size": 32,
     "train.steps": 30,
     "train.eval_interval": 10,
     "train.log_interval": 10,
-    "train.eval_samples": 60,
+    "train.eval_samples": 50,
 }
 
 
@@ -146,18 +146,29 @@ def summarize(results, space: SearchSpace, name: str, storage: str) -> dict[str,
             completed += 1
             if rounds < space.scheduler.max_t:
                 stopped_early += 1
-    best = results.get_best_result(metric=metric, mode=space.mode, scope="all")
-    store = ArtifactStore(f"{storage}/artifacts")
-    rows = store.best(name, metric, k=1, mode=space.mode).to_pylist()
+    errors = [str(r.error).strip().splitlines()[-1][:300] for r in results if r.error is not None]
+    try:
+        best = results.get_best_result(metric=metric, mode=space.mode, scope="all")
+    except RuntimeError:  # no trial reported the metric (all failed)
+        best = None
+    rows = []
+    if best is not None:
+        store = ArtifactStore(f"{storage}/artifacts")
+        store.compact(name)  # one index part per experiment for direct readers
+        rows = store.best(name, metric, k=1, mode=space.mode).to_pylist()
     return {
         "experiment": name,
         "trials": len(results),
         "completed": completed,
         "stopped_early": stopped_early,
-        "errors": sum(r.error is not None for r in results),
-        "best_config": {k: v for k, v in (best.config or {}).items()},
-        "best_metrics": {k: (best.metrics or {}).get(k) for k in (metric, "exact_accuracy", "step", "eval_round")},
-        "best_artifact": rows[0] if rows else None,
+        "errors": len(errors),
+        "error_messages": errors,
+        "best_trial": best.path if best is not None else None,
+        "best_config": dict(best.config or {}) if best is not None else None,
+        "best_metrics": {k: (best.metrics or {}).get(k) for k in (metric, "exact_accuracy", "step", "eval_round")}
+        if best is not None
+        else None,
+        "best_artifact": {k: v for k, v in rows[0].items() if not k.endswith("_json")} if rows else None,
         "tensorboard": f"tensorboard --logdir {storage}/{name}",
     }
 
