@@ -104,7 +104,7 @@ def _print_progress(label: str) -> Callable[[int, int], None]:
 
     def progress(done: int, total: int) -> None:
         now = time.monotonic()
-        if done == total or now - last[0] >= 2.0:
+        if done == total or now - last[0] >= 10.0:
             last[0] = now
             rate = done / max(now - start, 1e-9)
             eta = (total - done) / rate if rate > 0 else float("inf")
