@@ -70,6 +70,8 @@ def head(tmp_path_factory):
     while ray_is_running() and time.monotonic() < deadline:
         time.sleep(1)
     assert not ray_is_running(), "Ray processes outlived the head"
+    # What `ray stop` would also do: forget the address of the head we stopped.
+    Path("/tmp/ray/ray_current_cluster").unlink(missing_ok=True)
 
 
 def ray_is_running() -> bool:

@@ -28,7 +28,7 @@ def local_ray():
     from ray_jobs.common import ensure_importable
 
     ensure_importable()  # workers inherit PYTHONPATH and import ray_jobs by name
-    ray.init(num_cpus=2)
+    ray.init(address="local", num_cpus=2)  # a new instance, never a stale one from /tmp/ray
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
