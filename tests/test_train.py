@@ -57,13 +57,14 @@ def test_halted_slots_are_refilled_from_the_stream(tmp_path):
     for _ in range(6):
         expected_new = int(state.carry.halted.sum())
         before = state.stream.epoch * len(state.stream._epoch_rows(0)) + state.stream.position
-        kept = state.carry.inputs[~state.carry.halted].clone()
+        busy = ~state.carry.halted
+        kept = state.carry.inputs[busy].clone()
         train_step(state)
         after = state.stream.epoch * len(state.stream._epoch_rows(0)) + state.stream.position
         assert after - before == expected_new
+        assert torch.equal(state.carry.inputs[busy], kept)  # slots not halted keep their puzzle
         taken += expected_new
     assert taken > cfg.train.global_batch_size  # slots halted and were refilled
-    del kept
 
 
 def test_golden_losses_catch_numeric_drift(tmp_path):
