@@ -75,6 +75,8 @@ from typing import Callable
 
 import numpy as np
 
+from hrm.data.splits import draw_disjoint
+
 from hrm.data.augment import dihedral
 
 WALL, OPEN, START, GOAL, PATH = 1, 2, 3, 4, 5  # tokens; PAD = 0
@@ -451,7 +453,6 @@ def build(
         raise ValueError(f"num_aug must be in 0..7 (distinct non-identity dihedral maps), got {num_aug}")
     n = size
     train_ss, test_ss, aug_ss = np.random.SeedSequence(seed).spawn(3)
-    total, done = num_train + num_test, 0
     pool = None
     if workers > 1:
         import multiprocessing as mp
@@ -463,26 +464,18 @@ def build(
         return pool.imap(_gen_one, jobs) if pool is not None else map(_gen_one, jobs)
 
     try:
-        train = []
-        for item in run(train_ss.spawn(num_train)):
-            train.append(item)
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        seen = {v for x, _, _ in train for v in _variants(x, n)}
-        test, tries = [], 0
-        max_tries = 2 * num_test + 10  # redraw cap: a clash is ~impossible at 30x30, tiny grids may run out
-        while len(test) < num_test:
-            need = num_test - len(test)
-            if tries + need > max_tries:
-                raise ValueError(f"could not find {num_test} test mazes disjoint from train in {max_tries} draws")
-            tries += need
-            for item in run(test_ss.spawn(need)):
-                if item[0].tobytes() not in seen:
-                    test.append(item)
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)
+        train, test = draw_disjoint(
+            run,
+            train_ss,
+            test_ss,
+            num_train,
+            num_test,
+            train_keys=lambda item: _variants(item[0], n),
+            test_key=lambda item: item[0].tobytes(),
+            max_tries=2 * num_test + 10,  # redraw cap: a clash is ~impossible at 30x30, tiny grids may run out
+            what="mazes",
+            progress=progress,
+        )
     finally:
         if pool is not None:
             pool.close()

@@ -51,6 +51,8 @@ from typing import Callable
 
 import numpy as np
 
+from hrm.data.splits import draw_disjoint
+
 SIZES = (4, 6, 9)
 DIFFICULTIES = ("easy", "minimal", "hard")
 Progress = Callable[[int, int], None] | None
@@ -621,33 +623,24 @@ def build(
     if min(num_train, num_test, num_aug) < 0:
         raise ValueError("num_train, num_test and num_aug must be >= 0")
     train_ss, test_ss, aug_ss = np.random.SeedSequence(seed).spawn(3)
-    total, done = num_train + num_test, 0
     pool = None
     if workers > 1:
         import multiprocessing as mp
 
         pool = mp.get_context("spawn").Pool(workers)
     try:
-        train = []
-        for item in _generate_many(n, train_ss.spawn(num_train), difficulty, blanks, pool):
-            train.append(item)
-            done += 1
-            if progress is not None:
-                progress(done, total)
-        seen = {signature(p, n) for p, _, _ in train}
-        test, tries = [], 0
-        max_tries = 20 * num_test + 100  # redraw cap: tiny grids (4x4) can run out of new puzzles
-        while len(test) < num_test:
-            need = num_test - len(test)
-            if tries + need > max_tries:
-                raise ValueError(f"could not find {num_test} test puzzles disjoint from train in {max_tries} tries")
-            tries += need
-            for item in _generate_many(n, test_ss.spawn(need), difficulty, blanks, pool):
-                if signature(item[0], n) not in seen:
-                    test.append(item)
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)
+        train, test = draw_disjoint(
+            lambda seeds: _generate_many(n, seeds, difficulty, blanks, pool),
+            train_ss,
+            test_ss,
+            num_train,
+            num_test,
+            train_keys=lambda item: (signature(item[0], n),),
+            test_key=lambda item: signature(item[0], n),
+            max_tries=20 * num_test + 100,  # redraw cap: tiny grids (4x4) can run out of new puzzles
+            what="puzzles",
+            progress=progress,
+        )
     finally:
         if pool is not None:
             pool.close()

@@ -1,0 +1,49 @@
+"""Drawing a train split and a test split that shares no puzzle with it."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Hashable, Iterable
+
+import numpy as np
+
+
+def draw_disjoint(
+    run: Callable[[list[np.random.SeedSequence]], Iterable[Any]],
+    train_ss: np.random.SeedSequence,
+    test_ss: np.random.SeedSequence,
+    num_train: int,
+    num_test: int,
+    train_keys: Callable[[Any], Iterable[Hashable]],
+    test_key: Callable[[Any], Hashable],
+    max_tries: int,
+    what: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[Any], list[Any]]:
+    """`num_train` items, then `num_test` items whose key no train item has.
+
+    `run(seeds)` generates one item per child seed, in order (so the result does
+    not depend on how it parallelises); a rejected test item is redrawn from a
+    fresh child seed, at most `max_tries` draws in all.
+    """
+    total, done = num_train + num_test, 0
+    train: list[Any] = []
+    for item in run(train_ss.spawn(num_train)):
+        train.append(item)
+        done += 1
+        if progress is not None:
+            progress(done, total)
+    seen = {key for item in train for key in train_keys(item)}
+    test: list[Any] = []
+    tries = 0
+    while len(test) < num_test:
+        need = num_test - len(test)
+        if tries + need > max_tries:
+            raise ValueError(f"could not find {num_test} test {what} disjoint from train in {max_tries} draws")
+        tries += need
+        for item in run(test_ss.spawn(need)):
+            if test_key(item) not in seen:
+                test.append(item)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+    return train, test
