@@ -394,6 +394,7 @@ def train(
             f"run folder {out} already has checkpoints: resume it (--resume) or choose another output folder"
         )
     last_eval: dict[str, float] = {}
+    resumed_from: Path | None = None
     if resume:
         ckpts = checkpoint_dirs(out)
         if ckpts:
@@ -403,6 +404,7 @@ def train(
                 say(f"[train] warning: config differs from the checkpoint's in {', '.join(changed)}")
             restore(state, payload)
             last_eval = dict(payload["metrics"])
+            resumed_from = ckpts[-1]
             say(f"[train] resumed from {ckpts[-1]} at step {state.step}")
         else:
             say(f"[train] --resume: no checkpoint under {out}/checkpoints, starting fresh")
@@ -432,6 +434,7 @@ def train(
 
     t = cfg.train
     eval_batch = t.eval_batch_size or state.local_batch
+    reported = False
     sums: dict[str, torch.Tensor] = {}
     window_steps, window_start = 0, time.monotonic()
     while state.step < state.total_steps:
@@ -485,7 +488,13 @@ def train(
             ckpt = save_checkpoint(state, out, last_eval) if t.checkpoint else None
             if report is not None:
                 report(dict(last_eval), str(ckpt) if ckpt is not None else None)
+                reported = True
             window_start = time.monotonic()  # eval time is not training throughput
+    if report is not None and not reported and resumed_from is not None:
+        # Resumed a run that had already finished (e.g. its driver died before
+        # hearing the end): report its final evaluation again, so callers that
+        # wait for a result (Tune) get one.
+        report(dict(last_eval), str(resumed_from) if rt.is_main else None)
     if writer is not None:
         writer.close()
     if history is not None:

@@ -138,3 +138,13 @@ def test_tiny_model_learns(tmp_path):
     after = train(cfg, log=lambda _m: None)["exact_accuracy"]
     assert before < 0.05
     assert after > before + 0.3
+
+
+def test_resuming_a_finished_run_reports_its_final_evaluation(tmp_path):
+    cfg = tiny_config(tmp_path, steps=10, eval_interval=5)
+    first = []
+    train(cfg, log=lambda _m: None, report=lambda m, c: first.append((m, c)))
+    again = []
+    metrics = train(cfg, resume=True, log=lambda _m: None, report=lambda m, c: again.append((m, c)))
+    assert len(again) == 1 and again[0] == first[-1]
+    assert metrics == first[-1][0]
