@@ -453,33 +453,20 @@ def build(
         raise ValueError(f"num_aug must be in 0..7 (distinct non-identity dihedral maps), got {num_aug}")
     n = size
     train_ss, test_ss, aug_ss = np.random.SeedSequence(seed).spawn(3)
-    pool = None
-    if workers > 1:
-        import multiprocessing as mp
-
-        pool = mp.get_context("spawn").Pool(workers)
-
-    def run(seeds):
-        jobs = [(s, size, min_path) for s in seeds]
-        return pool.imap(_gen_one, jobs) if pool is not None else map(_gen_one, jobs)
-
-    try:
-        train, test = draw_disjoint(
-            run,
-            train_ss,
-            test_ss,
-            num_train,
-            num_test,
-            train_keys=lambda item: _variants(item[0], n),
-            test_key=lambda item: item[0].tobytes(),
-            max_tries=2 * num_test + 10,  # redraw cap: a clash is ~impossible at 30x30, tiny grids may run out
-            what="mazes",
-            progress=progress,
-        )
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
+    train, test = draw_disjoint(
+        _gen_one,
+        (size, min_path),
+        train_ss,
+        test_ss,
+        num_train,
+        num_test,
+        train_keys=lambda item: _variants(item[0], n),
+        test_key=lambda item: item[0].tobytes(),
+        max_tries=2 * num_test + 10,  # redraw cap: a clash is ~impossible at 30x30, tiny grids may run out
+        what="mazes",
+        progress=progress,
+        workers=workers,
+    )
 
     def stack(items):
         if not items:

@@ -548,13 +548,8 @@ def signature(puzzle: np.ndarray, n: int) -> tuple:
 
 def _gen_one(args):
     """Worker entry point (module level so multiprocessing can pickle it)."""
-    n, seed, difficulty, blanks = args
+    seed, n, difficulty, blanks = args
     return generate(n, np.random.default_rng(seed), difficulty, blanks)
-
-
-def _generate_many(n, seeds, difficulty, blanks, pool):
-    jobs = [(n, s, difficulty, blanks) for s in seeds]
-    return pool.imap(_gen_one, jobs) if pool is not None else map(_gen_one, jobs)
 
 
 def _columns(puzzles, sols, ratings, groups, augs, n) -> dict[str, np.ndarray]:
@@ -623,28 +618,20 @@ def build(
     if min(num_train, num_test, num_aug) < 0:
         raise ValueError("num_train, num_test and num_aug must be >= 0")
     train_ss, test_ss, aug_ss = np.random.SeedSequence(seed).spawn(3)
-    pool = None
-    if workers > 1:
-        import multiprocessing as mp
-
-        pool = mp.get_context("spawn").Pool(workers)
-    try:
-        train, test = draw_disjoint(
-            lambda seeds: _generate_many(n, seeds, difficulty, blanks, pool),
-            train_ss,
-            test_ss,
-            num_train,
-            num_test,
-            train_keys=lambda item: (signature(item[0], n),),
-            test_key=lambda item: signature(item[0], n),
-            max_tries=20 * num_test + 100,  # redraw cap: tiny grids (4x4) can run out of new puzzles
-            what="puzzles",
-            progress=progress,
-        )
-    finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
+    train, test = draw_disjoint(
+        _gen_one,
+        (n, difficulty, blanks),
+        train_ss,
+        test_ss,
+        num_train,
+        num_test,
+        train_keys=lambda item: (signature(item[0], n),),
+        test_key=lambda item: signature(item[0], n),
+        max_tries=20 * num_test + 100,  # redraw cap: tiny grids (4x4) can run out of new puzzles
+        what="puzzles",
+        progress=progress,
+        workers=workers,
+    )
 
     def stack(items):
         size = n * n
