@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pyarrow as pa
-import pytest
 
 from hrm import cli
 from hrm.config import DataConfig, SudokuConfig

@@ -25,7 +25,6 @@ import math
 from dataclasses import dataclass, fields, replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hrm.config import ModelConfig
