@@ -1,17 +1,20 @@
 """A real Ray cluster on this machine: `ray start --head` on 127.0.0.1 (token
-authentication on, as by default), `ray job submit --working-dir .` of the smoke
-search through the job API, SUCCEEDED, and the artifact index it wrote. The head
-is stopped through its own process handle."""
+authentication on, as by default) plus a second node joined with `ray start
+--address`, one CPU each; `ray job submit --working-dir .` of the smoke search
+through the job API, SUCCEEDED, trials spread over both raylets, and the artifact
+index it wrote. Both nodes are stopped through their own process handles."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -30,6 +33,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _start(args: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
+    log = open(log_path, "w")
+    # Own session: a node's daemons are its process group, stopped by our handle.
+    return subprocess.Popen([RAY, "start", "--block", *args], stdout=log, stderr=subprocess.STDOUT,
+                            env=env, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:  # it already exited, with its daemons
+        proc.wait()
+        return
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+def _node_count(url: str, env: dict[str, str]) -> int:
+    out = subprocess.run([RAY, "list", "nodes", "--address", url, "--filter", "state=ALIVE", "--format", "json"],
+                         capture_output=True, text=True, env={**env, "RAY_AUTH_MODE": "token"}, timeout=60)
+    # An empty answer is the line "No resource in the cluster", not JSON.
+    return len(json.loads(out.stdout)) if out.stdout.lstrip().startswith("[") else 0
+
+
 @pytest.fixture(scope="module")
 def head(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("head")
@@ -37,41 +67,56 @@ def head(tmp_path_factory):
         pytest.fail("a Ray instance is already running on this machine; this test starts its own head")
     gcs, dash = _free_port(), _free_port()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    log = open(tmp_path / "head.log", "w")
-    proc = subprocess.Popen(
-        [RAY, "start", "--head", "--block", f"--port={gcs}", "--node-ip-address=127.0.0.1",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--num-cpus=2", "--disable-usage-stats"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )
+    # One CPU per node, so that two concurrent trials cannot share a raylet; a
+    # small object store each, as both share this machine's /dev/shm.
+    node = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--object-store-memory=200000000",
+            "--disable-usage-stats"]
+    procs = [_start(["--head", f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", *node],
+                    tmp_path / "head.log", env)]
     url = f"http://127.0.0.1:{dash}"
+    temp = None
+    try:
+        _wait_for_api(url, procs[0], tmp_path / "head.log")
+        # A joining node needs the cluster's token too, as in cluster/*.yaml. It
+        # gets its own temp dir, as a separate machine would: sharing the head's,
+        # it garbage-collected the unpacked --working-dir that the job driver runs
+        # in. Short, because Ray's Unix socket paths live under it.
+        temp = Path(tempfile.mkdtemp(prefix="ray-node2-", dir="/tmp"))
+        procs.append(_start([f"--address=127.0.0.1:{gcs}", f"--temp-dir={temp}", *node],
+                            tmp_path / "node2.log", {**env, "RAY_AUTH_MODE": "token"}))
+        deadline = time.monotonic() + 120
+        while _node_count(url, env) < 2:
+            if procs[1].poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the second node did not join: {(tmp_path / 'node2.log').read_text()[-2000:]}")
+            time.sleep(2)
+        yield url, env
+    finally:
+        for proc in reversed(procs):  # the joined node first, then the head
+            _stop(proc)
+        deadline = time.monotonic() + 60  # their daemons exit shortly after
+        while ray_is_running() and time.monotonic() < deadline:
+            time.sleep(1)
+        # What `ray stop` would also do: forget the address of the head we stopped.
+        Path("/tmp/ray/ray_current_cluster").unlink(missing_ok=True)
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
+    assert not ray_is_running(), "Ray processes outlived the nodes"
+
+
+def _wait_for_api(url: str, proc: subprocess.Popen, log_path: Path) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"ray start exited: {(tmp_path / 'head.log').read_text()[-2000:]}")
+            pytest.fail(f"ray start exited: {log_path.read_text()[-2000:]}")
         try:
             urllib.request.urlopen(url, timeout=2)
-            break
+            return
         except OSError as exc:
             # With token authentication the API answers 401 to us: it is up.
             if getattr(exc, "code", None) in (401, 403):
-                break
+                return
             time.sleep(1)
-    else:
-        pytest.fail("the dashboard / job API did not come up")
-    yield url, env
-    os.killpg(proc.pid, signal.SIGTERM)  # the head, by its own process handle
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    log.close()
-    deadline = time.monotonic() + 60  # its daemons exit shortly after
-    while ray_is_running() and time.monotonic() < deadline:
-        time.sleep(1)
-    assert not ray_is_running(), "Ray processes outlived the head"
-    # What `ray stop` would also do: forget the address of the head we stopped.
-    Path("/tmp/ray/ray_current_cluster").unlink(missing_ok=True)
+    pytest.fail("the dashboard / job API did not come up")
 
 
 def ray_is_running() -> bool:
@@ -95,7 +140,9 @@ def test_submit_the_smoke_search_as_a_job(head, tmp_path):
     storage = tmp_path / "storage"
     submit = subprocess.run(
         [RAY, "job", "submit", "--address", url, "--working-dir", str(ROOT), "--no-wait", "--",
-         sys.executable, "ray_jobs/tune.py", "--smoke", "--storage", str(storage), "--name", "job"],
+         sys.executable, "ray_jobs/tune.py", "--smoke", "--storage", str(storage), "--name", "job",
+         # Two trials at once, 0.1 + 0.8 CPU each: two Train workers never fit on one node.
+         "--set", "budget.max_concurrent_trials=2", "--set", "budget.cpus_per_worker=0.8"],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert submit.returncode == 0, submit.stdout[-2000:] + submit.stderr[-2000:]
@@ -115,3 +162,13 @@ def test_submit_the_smoke_search_as_a_job(head, tmp_path):
     assert summary["errors"] == 0 and summary["trials"] == 4
     table = ArtifactStore(str(storage / "artifacts")).table("job")
     assert table.num_rows >= 1
+    # The trials' Ray Train workers ran on both raylets (State API, via the head).
+    actors = subprocess.run(
+        [RAY, "list", "actors", "--address", url, "--filter", "class_name=RayTrainWorker", "--detail",
+         "--format", "json", "--limit", "1000"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert actors.returncode == 0, actors.stderr[-2000:]
+    workers = json.loads(actors.stdout)
+    assert len(workers) >= summary["trials"]
+    assert len({w["node_id"] for w in workers}) == 2, workers
