@@ -41,6 +41,48 @@ def storage_root(storage: str) -> str:
     return storage if "://" in storage else str(Path(storage).expanduser().resolve())
 
 
+def resource_shortfall(
+    nodes: list[dict[str, float]],
+    *,
+    num_workers: int,
+    cpus_per_worker: float,
+    gpus_per_worker: float,
+    driver_cpus: float = 0.0,
+    what: str = "a trial",
+) -> str | None:
+    """Why one run (a driver bundle plus `num_workers` worker bundles) can never be
+    placed on `nodes` (each node's total resources, as `ray.nodes()` gives them),
+    or None when it fits. Ray itself would just leave the run PENDING forever."""
+    eps = 1e-9
+    want = f"{num_workers} worker(s) x {cpus_per_worker:g} CPU" + (
+        f" + {gpus_per_worker:g} GPU" if gpus_per_worker else ""
+    )
+    if driver_cpus:
+        want += f", plus {driver_cpus:g} CPU for the trial itself"
+    total_cpu = sum(n.get("CPU", 0.0) for n in nodes)
+    total_gpu = sum(n.get("GPU", 0.0) for n in nodes)
+    have = f"the cluster has {total_cpu:g} CPU and {total_gpu:g} GPU on {len(nodes)} node(s)"
+    fits_one = any(
+        n.get("CPU", 0.0) + eps >= cpus_per_worker and n.get("GPU", 0.0) + eps >= gpus_per_worker for n in nodes
+    )
+    if not fits_one:
+        biggest = max(((n.get("CPU", 0.0), n.get("GPU", 0.0)) for n in nodes), default=(0.0, 0.0))
+        return (
+            f"{what} needs {want}, but no node can hold one worker "
+            f"(the largest has {biggest[0]:g} CPU, {biggest[1]:g} GPU); {have}"
+        )
+    if total_cpu + eps < driver_cpus + num_workers * cpus_per_worker or total_gpu + eps < num_workers * gpus_per_worker:
+        return f"{what} needs {want}, but {have}"
+    return None
+
+
+def cluster_nodes() -> list[dict[str, float]]:
+    """Total resources of each live node of the connected Ray cluster."""
+    import ray
+
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+
 def train_worker(config: dict[str, Any]) -> None:
     """Ray Train worker: one data-parallel rank of `hrm.train.train`."""
     import ray.train

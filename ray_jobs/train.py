@@ -22,7 +22,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from hrm.config import ConfigError, load_config, to_dict  # noqa: E402
-from ray_jobs.common import absolute_paths, ensure_importable, storage_root, train_worker  # noqa: E402
+from ray_jobs.common import (  # noqa: E402
+    absolute_paths,
+    cluster_nodes,
+    ensure_importable,
+    resource_shortfall,
+    storage_root,
+    train_worker,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     if owns_ray:
         ray.init(address=args.address)
     try:
+        why = resource_shortfall(cluster_nodes(), num_workers=args.num_workers,
+                                 cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
+                                 what="this run")
+        if why and owns_ray and not args.address:  # this machine will not grow: fail now, not hang
+            print(f"train.py: error: {why}. Lower --num-workers / --cpus-per-worker / --gpus-per-worker, "
+                  "or submit to a cluster.", file=sys.stderr)
+            return 2
+        if why:
+            print(f"[train] warning: {why}; the run stays PENDING until nodes that fit join", flush=True)
         trainer = TorchTrainer(
             train_worker,
             train_loop_config={

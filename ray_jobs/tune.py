@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:  # `python ray_jobs/tune.py` from a checkout witho
 
 from hrm.config import ConfigError  # noqa: E402
 from hrm.search import SearchSpace, define_by_run, load_space  # noqa: E402
-from ray_jobs.common import ensure_importable, run_trial, storage_root  # noqa: E402
+from ray_jobs.common import cluster_nodes, ensure_importable, resource_shortfall, run_trial, storage_root  # noqa: E402
 
 DEFAULT_SPACE = ROOT / "search_spaces" / "quickstart.yaml"
 # --smoke: seconds per trial on CPU (tiny model, 4x4 Sudoku, a few eval rounds).
@@ -201,6 +201,15 @@ def main(argv: list[str] | None = None) -> int:
     if owns_ray:
         ray.init(address=args.address, num_cpus=args.num_cpus if not args.address else None)
     try:
+        b = space.budget
+        why = resource_shortfall(cluster_nodes(), num_workers=b.num_workers, cpus_per_worker=b.cpus_per_worker,
+                                 gpus_per_worker=b.gpus_per_worker, driver_cpus=b.trainable_cpus)
+        if why and owns_ray and not args.address:  # this machine will not grow: fail now, not hang
+            print(f"tune.py: error: {why}. Lower budget.num_workers / cpus_per_worker / gpus_per_worker "
+                  "(e.g. --set budget.gpus_per_worker=0), or submit to a cluster.", file=sys.stderr)
+            return 2
+        if why:  # an autoscaling cluster may still add nodes that fit
+            print(f"[tune] warning: {why}; trials stay PENDING until nodes that fit join", flush=True)
         print(f"[tune] experiment {name}: {space.budget.num_samples} trials of {Path(space.base).name}, "
               f"metric {space.metric} ({space.mode}), storage {storage}", flush=True)
         tuner = build_tuner(space, name, storage, args.resume)
