@@ -76,6 +76,20 @@ def resource_shortfall(
     return None
 
 
+def started_ray_here() -> bool:
+    """Whether this process started the Ray it is connected to (a local instance
+    that will not grow), as opposed to joining a cluster, which may autoscale.
+    `ray.init()` without an address joins a running local cluster if there is one,
+    so the address alone does not tell. Ray has no public call for this; the
+    private one is pinned with Ray, and anything unexpected counts as a cluster."""
+    try:
+        import ray._private.worker as worker
+
+        return bool(worker._global_node is not None and worker._global_node.is_head())
+    except Exception:  # a Ray without these internals: warn rather than refuse
+        return False
+
+
 def cluster_nodes() -> list[dict[str, float]]:
     """Total resources of each live node of the connected Ray cluster."""
     import ray

@@ -27,6 +27,7 @@ from ray_jobs.common import (  # noqa: E402
     cluster_nodes,
     ensure_importable,
     resource_shortfall,
+    started_ray_here,
     storage_root,
     train_worker,
 )
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         why = resource_shortfall(cluster_nodes(), num_workers=args.num_workers,
                                  cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
                                  what="this run")
-        if why and owns_ray and not args.address:  # this machine will not grow: fail now, not hang
+        if why and owns_ray and started_ray_here():  # a local Ray will not grow: fail now, not hang
             print(f"train.py: error: {why}. Lower --num-workers / --cpus-per-worker / --gpus-per-worker, "
                   "or submit to a cluster.", file=sys.stderr)
             return 2

@@ -30,7 +30,14 @@ if str(ROOT) not in sys.path:  # `python ray_jobs/tune.py` from a checkout witho
 
 from hrm.config import ConfigError  # noqa: E402
 from hrm.search import SearchSpace, define_by_run, load_space  # noqa: E402
-from ray_jobs.common import cluster_nodes, ensure_importable, resource_shortfall, run_trial, storage_root  # noqa: E402
+from ray_jobs.common import (  # noqa: E402
+    cluster_nodes,
+    ensure_importable,
+    resource_shortfall,
+    run_trial,
+    started_ray_here,
+    storage_root,
+)
 
 DEFAULT_SPACE = ROOT / "search_spaces" / "quickstart.yaml"
 # --smoke: seconds per trial on CPU (tiny model, 4x4 Sudoku, a few eval rounds).
@@ -204,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         b = space.budget
         why = resource_shortfall(cluster_nodes(), num_workers=b.num_workers, cpus_per_worker=b.cpus_per_worker,
                                  gpus_per_worker=b.gpus_per_worker, driver_cpus=b.trainable_cpus)
-        if why and owns_ray and not args.address:  # this machine will not grow: fail now, not hang
+        if why and owns_ray and started_ray_here():  # a local Ray will not grow: fail now, not hang
             print(f"tune.py: error: {why}. Lower budget.num_workers / cpus_per_worker / gpus_per_worker "
                   "(e.g. --set budget.gpus_per_worker=0), or submit to a cluster.", file=sys.stderr)
             return 2
