@@ -81,6 +81,8 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from hrm.config import int_at_least
+
 CHECKPOINT_FILE = "checkpoint.pt"  # same name as hrm.train.CHECKPOINT_FILE
 _ID_CHARS = 16  # hex chars of sha256 kept in artifact_id (64 bits: collisions need ~4e9 ids)
 _HASH_CHUNK = 1 << 20  # bytes read at a time when hashing a checkpoint (1 MiB)
@@ -818,16 +820,6 @@ def _cmd_compact(args: argparse.Namespace) -> int:
     return 0
 
 
-def _k(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def add_cli(subparsers) -> None:
     """Register `artifacts` (list, best, export, verify, compact) on an argparse subparsers object."""
     root_help = f"store root: path or URI (default: $HRM_ARTIFACTS or {_DEFAULT_ROOT})"
@@ -845,7 +837,7 @@ def add_cli(subparsers) -> None:
     p.add_argument("--root", help=root_help)
     p.add_argument("--experiment", required=True)
     p.add_argument("--metric", required=True, help="e.g. pass@2, exact_accuracy")
-    p.add_argument("-k", type=_k, default=1)
+    p.add_argument("-k", type=int_at_least(1), default=1)
     p.add_argument("--mode", choices=["max", "min"], default="max")
     p.add_argument("--json", action="store_true", help="full rows as JSON")
     p.set_defaults(func=_cmd_best)

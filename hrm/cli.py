@@ -12,7 +12,16 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from hrm.config import ARCConfig, ConfigError, DataConfig, MazeConfig, SudokuConfig, builtin_configs, load_config
+from hrm.config import (
+    ARCConfig,
+    ConfigError,
+    DataConfig,
+    MazeConfig,
+    SudokuConfig,
+    builtin_configs,
+    int_at_least,
+    load_config,
+)
 
 
 class UsageError(Exception):
@@ -146,16 +155,6 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hrm", description="Hierarchical Reasoning Models")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -174,12 +173,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="checkpoint folder (runs/X/checkpoints/step_N)")
     p.add_argument("--data", help="dataset folder (default: the one in the checkpoint's config)")
     p.add_argument("--split", choices=["test", "train"], default="test")
-    p.add_argument("--limit", type=_positive, default=0, help="first N rows only (0 = all)")
-    p.add_argument("--views", type=_positive, default=1, help="test-time-augmented views voted per question")
-    p.add_argument("-k", type=_positive, action="append", default=[1, 2], help="also report pass@k (repeatable)")
-    p.add_argument("--batch-size", type=_positive, default=256)
+    p.add_argument("--limit", type=int_at_least(0), default=0, help="first N rows only (0 = all)")
+    p.add_argument("--views", type=int_at_least(1), default=1, help="test-time-augmented views voted per question")
+    p.add_argument("-k", type=int_at_least(1), action="append", default=[1, 2], help="also report pass@k (repeatable)")
+    p.add_argument("--batch-size", type=int_at_least(1), default=256)
     p.add_argument("--render", metavar="DIR", help="write PNG pictures of predictions here")
-    p.add_argument("--render-count", type=_positive, default=8)
+    p.add_argument("--render-count", type=int_at_least(0), default=8)
     p.add_argument("--out", metavar="DIR", help="write metrics.json (and submission.json for ARC) here")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.set_defaults(func=_cmd_eval)
@@ -192,17 +191,17 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: <root>/<task>-<options hash>)")
     p.add_argument("--root", default="data")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-train", type=_positive, default=1000, help="sudoku/maze: puzzles in the train split")
-    p.add_argument("--num-test", type=_positive, default=1000, help="sudoku/maze: puzzles in the test split")
-    p.add_argument("--num-aug", type=_positive, help="augmented variants per puzzle (default: sudoku 1000, maze 0, arc 1000)")
+    p.add_argument("--num-train", type=int_at_least(1), default=1000, help="sudoku/maze: puzzles in the train split")
+    p.add_argument("--num-test", type=int_at_least(1), default=1000, help="sudoku/maze: puzzles in the test split")
+    p.add_argument("--num-aug", type=int_at_least(0), help="augmented variants per puzzle (default: sudoku 1000, maze 0, arc 1000)")
     g = p.add_argument_group("sudoku")
     g.add_argument("--size", type=int, choices=[4, 6, 9], default=9)
     g.add_argument("--difficulty", choices=["easy", "minimal", "hard"], default="hard")
-    g.add_argument("--blanks", type=_positive, help="cells to blank for --difficulty easy")
+    g.add_argument("--blanks", type=int_at_least(1), help="cells to blank for --difficulty easy")
     g.add_argument("--from-csv", nargs="+", metavar="CSV", help="published format: TRAIN_CSV TEST_CSV")
     g = p.add_argument_group("maze")
     g.add_argument("--maze-size", type=int, default=30)
-    g.add_argument("--min-path", type=_positive, default=110, help="keep mazes whose shortest path has more moves")
+    g.add_argument("--min-path", type=int_at_least(1), default=110, help="keep mazes whose shortest path has more moves")
     g = p.add_argument_group("arc")
     g.add_argument("--version", choices=["arc-agi-1", "arc-agi-2"], default="arc-agi-1")
     g.add_argument("--extra-version", action="append", default=[], choices=["arc-agi-1", "arc-agi-2"])

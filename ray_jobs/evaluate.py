@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from hrm.config import int_at_least  # noqa: E402
 from ray_jobs.common import ensure_importable  # noqa: E402
 
 
@@ -45,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--artifacts", required=True, help="artifact store root (path or URI)")
     p.add_argument("--id", required=True, help="artifact id (or a unique prefix)")
-    p.add_argument("--views", type=int, default=1)
-    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--views", type=int_at_least(1), default=1)
+    p.add_argument("--limit", type=int_at_least(0), default=0)
     p.add_argument("--split", choices=["test", "train"], default="test")
     p.add_argument("--gpus", type=float, default=0.0)
     p.add_argument("--out", help="local folder for metrics.json / submission.json")

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from hrm.config import ConfigError, load_config, to_dict  # noqa: E402
+from hrm.config import ConfigError, int_at_least, load_config, to_dict  # noqa: E402
 from ray_jobs.common import (  # noqa: E402
     absolute_paths,
     cluster_nodes,
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--name", help="run name (default: the config's name)")
     p.add_argument("--storage", default=str(ROOT / "runs" / "ray_train"))
-    p.add_argument("--num-workers", type=int, default=1)
+    p.add_argument("--num-workers", type=int_at_least(1), default=1)
     p.add_argument("--cpus-per-worker", type=float, default=1.0)
     p.add_argument("--gpus-per-worker", type=float, default=0.0)
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"))

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python ray_jobs/tune.py` from a checkout without install
     sys.path.insert(0, str(ROOT))
 
-from hrm.config import ConfigError  # noqa: E402
+from hrm.config import ConfigError, int_at_least  # noqa: E402
 from hrm.search import SearchSpace, define_by_run, load_space  # noqa: E402
 from ray_jobs.common import (  # noqa: E402
     cluster_nodes,
@@ -77,11 +77,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a space key")
     p.add_argument("--name", help="experiment name (default: the space's name)")
     p.add_argument("--storage", default=str(ROOT / "runs" / "tune"), help="local folder or s3:// / gs:// URI")
-    p.add_argument("--num-samples", type=int, help="number of trials (overrides budget.num_samples)")
+    p.add_argument("--num-samples", type=int_at_least(1), help="number of trials (overrides budget.num_samples)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted experiment of this name")
     p.add_argument("--smoke", action="store_true", help="a tiny search that runs in about a minute on CPU")
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="Ray cluster (default: local)")
-    p.add_argument("--num-cpus", type=int, help="CPUs for a local Ray (default: all)")
+    p.add_argument("--num-cpus", type=int_at_least(1), help="CPUs for a local Ray (default: all)")
     return p.parse_args(argv)
 
 

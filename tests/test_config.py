@@ -93,10 +93,19 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys):
     assert cli.main(["model-info", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err
 
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["data", "build", "--num-train", "-3"])
-    assert exc.value.code == 2
-    assert "must be >= 0" in capsys.readouterr().err
+    for argv, msg in [
+        (["data", "build", "--num-train", "-3"], "argument --num-train: must be >= 1, got -3"),
+        (["data", "build", "--num-aug", "-1"], "argument --num-aug: must be >= 0, got -1"),
+        (["data", "build", "--num-test", "many"], "argument --num-test: expected an integer, got 'many'"),
+        (["eval", "--checkpoint", "x", "--views", "0"], "argument --views: must be >= 1, got 0"),
+        (["eval", "--checkpoint", "x", "-k", "0"], "argument -k: must be >= 1, got 0"),
+        (["eval", "--checkpoint", "x", "--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),
+        (["artifacts", "best", "--experiment", "e", "-k", "0"], "argument -k: must be >= 1, got 0"),
+    ]:
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv)
+        assert exc.value.code == 2
+        assert msg in capsys.readouterr().err, argv
 
     assert cli.main(["eval", "--checkpoint", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
