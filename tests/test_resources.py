@@ -1,7 +1,8 @@
 """A run that can never be placed fails with one clear line instead of hanging.
 
-Ray leaves a trial whose bundles fit no node PENDING forever (measured: a 1-CPU
-head and a trial asking 0.1 + 1 CPU sat PENDING for 4.5 minutes until killed).
+Ray leaves a trial whose bundles fit no node PENDING forever (seen here: on a
+1-CPU head, a smoke trial asking 0.1 + 1 CPU stayed PENDING for the ~9 minutes
+until its job was killed; the same trial at 0.1 + 0.8 CPU ran to the end).
 """
 
 from __future__ import annotations
