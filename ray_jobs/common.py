@@ -97,6 +97,21 @@ def cluster_nodes() -> list[dict[str, float]]:
     return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
 
 
+def refuse_unplaceable(*, prog: str, fix: str, owns_ray: bool, what: str = "a trial", **need: Any) -> bool:
+    """Check `need` (resource_shortfall's keywords) against the connected cluster.
+    On a Ray this process started, which will not grow, print `prog: error: ...`
+    and return True (the caller exits 2 rather than hang); on a cluster, which may
+    autoscale, print a warning and return False."""
+    why = resource_shortfall(cluster_nodes(), what=what, **need)
+    if why is None:
+        return False
+    if owns_ray and started_ray_here():
+        print(f"{prog}: error: {why}. {fix}", file=sys.stderr)
+        return True
+    print(f"[{prog.removesuffix('.py')}] warning: {why}; it stays PENDING until nodes that fit join", flush=True)
+    return False
+
+
 def train_worker(config: dict[str, Any]) -> None:
     """Ray Train worker: one data-parallel rank of `hrm.train.train`."""
     import ray.train

@@ -24,10 +24,8 @@ if str(ROOT) not in sys.path:
 from hrm.config import ConfigError, int_at_least, load_config, to_dict  # noqa: E402
 from ray_jobs.common import (  # noqa: E402
     absolute_paths,
-    cluster_nodes,
     ensure_importable,
-    resource_shortfall,
-    started_ray_here,
+    refuse_unplaceable,
     storage_root,
     train_worker,
 )
@@ -67,15 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     if owns_ray:
         ray.init(address=args.address)
     try:
-        why = resource_shortfall(cluster_nodes(), num_workers=args.num_workers,
-                                 cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
-                                 what="this run")
-        if why and owns_ray and started_ray_here():  # a local Ray will not grow: fail now, not hang
-            print(f"train.py: error: {why}. Lower --num-workers / --cpus-per-worker / --gpus-per-worker, "
-                  "or submit to a cluster.", file=sys.stderr)
+        if refuse_unplaceable(
+            prog="train.py", owns_ray=owns_ray, what="this run", num_workers=args.num_workers,
+            cpus_per_worker=args.cpus_per_worker, gpus_per_worker=args.gpus_per_worker,
+            fix="Lower --num-workers / --cpus-per-worker / --gpus-per-worker, or submit to a cluster.",
+        ):
             return 2
-        if why:
-            print(f"[train] warning: {why}; the run stays PENDING until nodes that fit join", flush=True)
         trainer = TorchTrainer(
             train_worker,
             train_loop_config={

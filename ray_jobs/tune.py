@@ -31,11 +31,9 @@ if str(ROOT) not in sys.path:  # `python ray_jobs/tune.py` from a checkout witho
 from hrm.config import ConfigError, int_at_least  # noqa: E402
 from hrm.search import SearchSpace, define_by_run, load_space  # noqa: E402
 from ray_jobs.common import (  # noqa: E402
-    cluster_nodes,
     ensure_importable,
-    resource_shortfall,
+    refuse_unplaceable,
     run_trial,
-    started_ray_here,
     storage_root,
 )
 
@@ -209,14 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         ray.init(address=args.address, num_cpus=args.num_cpus if not args.address else None)
     try:
         b = space.budget
-        why = resource_shortfall(cluster_nodes(), num_workers=b.num_workers, cpus_per_worker=b.cpus_per_worker,
-                                 gpus_per_worker=b.gpus_per_worker, driver_cpus=b.trainable_cpus)
-        if why and owns_ray and started_ray_here():  # a local Ray will not grow: fail now, not hang
-            print(f"tune.py: error: {why}. Lower budget.num_workers / cpus_per_worker / gpus_per_worker "
-                  "(e.g. --set budget.gpus_per_worker=0), or submit to a cluster.", file=sys.stderr)
+        if refuse_unplaceable(
+            prog="tune.py", owns_ray=owns_ray, num_workers=b.num_workers, cpus_per_worker=b.cpus_per_worker,
+            gpus_per_worker=b.gpus_per_worker, driver_cpus=b.trainable_cpus,
+            fix="Lower budget.num_workers / cpus_per_worker / gpus_per_worker "
+                "(e.g. --set budget.gpus_per_worker=0), or submit to a cluster.",
+        ):
             return 2
-        if why:  # an autoscaling cluster may still add nodes that fit
-            print(f"[tune] warning: {why}; trials stay PENDING until nodes that fit join", flush=True)
         print(f"[tune] experiment {name}: {space.budget.num_samples} trials of {Path(space.base).name}, "
               f"metric {space.metric} ({space.mode}), storage {storage}", flush=True)
         tuner = build_tuner(space, name, storage, args.resume)
