@@ -1,4 +1,4 @@
-"""The `hrm` console script: data build, train, eval, model-info.
+"""The `hrm` console script: data build, train, eval, model-info, artifacts.
 
 Bad input ends with one line on stderr naming what was wrong and exit code 2.
 """
@@ -6,6 +6,7 @@ Bad input ends with one line on stderr naming what was wrong and exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -22,6 +23,9 @@ from hrm.config import (
     int_at_least,
     load_config,
 )
+
+
+_DEFAULT_ROOT = "runs/artifacts"  # artifact store used when neither --root nor HRM_ARTIFACTS is given
 
 
 class UsageError(Exception):
@@ -69,31 +73,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    import torch
+    from hrm.evaluate import evaluate_checkpoint, result_files, write_json
 
-    from hrm.data.build import ensure_dataset
-    from hrm.data.loader import Split
-    from hrm.evaluate import run_eval
-    from hrm.train import load_model
-
-    if not Path(args.checkpoint).exists():
+    if args.checkpoint and not Path(args.checkpoint).exists():
         raise UsageError(f"--checkpoint {args.checkpoint} does not exist")
-    if args.views < 1:
-        raise UsageError(f"--views must be >= 1, got {args.views}")
-    device = torch.device(args.device)
-    model, cfg, _ = load_model(args.checkpoint, device=device)
-    data_dir = Path(args.data) if args.data else ensure_dataset(cfg.data)
-    split = Split.load(data_dir, args.split)
-    result = run_eval(
-        model,
-        split,
-        batch_size=args.batch_size,
-        limit=args.limit,
-        views=args.views,
-        ks=tuple(args.k),
-        device=device,
-        keep_examples=args.render_count if args.render else 0,
-    )
+    with _store(args).local_copy(args.artifact) if args.artifact else contextlib.nullcontext() as found:
+        result, split = evaluate_checkpoint(
+            found[0] if found else args.checkpoint, data=args.data, split=args.split, device=args.device,
+            batch_size=args.batch_size, limit=args.limit, views=args.views, ks=tuple(args.k),
+            keep_examples=args.render_count if args.render else 0,
+        )
     task = split.meta["task"]
     if args.render:
         from hrm.render import render, save_png
@@ -101,11 +90,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         for i, ex in enumerate(result.examples):
             save_png(render(task, ex["input"], ex["label"], ex["pred"]), Path(args.render) / f"{task}_{i:03d}.png")
     if args.out:
-        from hrm.evaluate import arc_submission, task_eval, write_json
-
-        write_json(Path(args.out) / "metrics.json", result.metrics)
-        if task == "arc":
-            write_json(Path(args.out) / "submission.json", arc_submission(task_eval(split), result))
+        for name, content in result_files(result, split).items():
+            write_json(Path(args.out) / name, content)
     print(json.dumps(result.metrics))
     return 0
 
@@ -155,6 +141,116 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------
+# `hrm artifacts ...`: read-only views of the store (its one writer is the search driver)
+
+def _store(args: argparse.Namespace):
+    from hrm.artifacts import ArtifactStore
+
+    store = ArtifactStore(args.root or os.environ.get("HRM_ARTIFACTS") or _DEFAULT_ROOT)
+    if not store.exists():
+        raise UsageError(f"no artifact store at {store.root} (set --root or HRM_ARTIFACTS)")
+    return store
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if hasattr(value, "isoformat"):
+        return value.isoformat(timespec="seconds")
+    return str(value)
+
+
+def format_table(header: list[str], rows: list[list]) -> str:
+    """An aligned plain-text table (also the live trial table of ray_jobs/tune.py)."""
+    body = [[_cell(v) for v in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in body]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _print_rows(rows, columns: list[str]) -> None:
+    from hrm.artifacts import METRIC
+
+    header = [c[len(METRIC):] if c.startswith(METRIC) else c for c in columns]
+    print(format_table(header, [list(r) for r in zip(*(rows[c].to_pylist() for c in columns))]))
+
+
+def _cmd_artifacts_list(args: argparse.Namespace) -> int:
+    from hrm.artifacts import metric_columns
+
+    store = _store(args)
+    rows = store.table(args.experiment)
+    if args.experiment is not None and rows.num_rows == 0:
+        known = ", ".join(store.experiments()) or "none"
+        raise UsageError(f"no artifacts for experiment '{args.experiment}' in {store.root} (known experiments: {known})")
+    _print_rows(rows, ["artifact_id", "experiment", "trial_id", "step"] + metric_columns(rows))
+    return 0
+
+
+def _cmd_artifacts_best(args: argparse.Namespace) -> int:
+    from hrm.artifacts import metric_columns
+
+    rows = _store(args).best(args.experiment, args.metric, k=args.k, mode=args.mode)
+    if args.json:
+        plain = [{k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in r.items()} for r in rows.to_pylist()]
+        print(json.dumps(plain))
+    else:
+        metric = args.metric if args.metric.startswith("metric.") else "metric." + args.metric
+        others = [c for c in metric_columns(rows) if c != metric]
+        _print_rows(rows, ["artifact_id", "trial_id", "step", metric] + others + ["path"])
+    return 0
+
+
+def _cmd_artifacts_export(args: argparse.Namespace) -> int:
+    store = _store(args)
+    row = store.get(args.id)
+    print(json.dumps({"artifact_id": row["artifact_id"], "path": store.export(row["artifact_id"], args.dir)}))
+    return 0
+
+
+def _cmd_artifacts_verify(args: argparse.Namespace) -> int:
+    store = _store(args)
+    row = store.get(args.id)
+    ok = store.verify(row["artifact_id"])
+    print(json.dumps({"artifact_id": row["artifact_id"], "ok": ok, "path": row["path"]}))
+    return 0 if ok else 1
+
+
+def _add_artifacts_cli(subparsers) -> None:
+    root_help = f"store root: path or URI (default: $HRM_ARTIFACTS or {_DEFAULT_ROOT})"
+    sub = subparsers.add_parser("artifacts", help="query the checkpoint store").add_subparsers(
+        dest="artifacts_command", required=True
+    )
+    p = sub.add_parser("list", help="artifacts as a table")
+    p.add_argument("--root", help=root_help)
+    p.add_argument("--experiment")
+    p.set_defaults(func=_cmd_artifacts_list)
+
+    p = sub.add_parser("best", help="the top-k artifacts of an experiment by a metric")
+    p.add_argument("--root", help=root_help)
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--metric", required=True, help="e.g. pass@2, exact_accuracy")
+    p.add_argument("-k", type=int_at_least(1), default=1)
+    p.add_argument("--mode", choices=["max", "min"], default="max")
+    p.add_argument("--json", action="store_true", help="full rows as JSON")
+    p.set_defaults(func=_cmd_artifacts_best)
+
+    p = sub.add_parser("export", help="copy a checkpoint folder out (sha256-checked)")
+    p.add_argument("id", help="artifact id or a unique prefix")
+    p.add_argument("dir", help="new or empty local folder")
+    p.add_argument("--root", help=root_help)
+    p.set_defaults(func=_cmd_artifacts_export)
+
+    p = sub.add_parser("verify", help="check a stored checkpoint against its sha256 (exit 1 if it fails)")
+    p.add_argument("id", help="artifact id or a unique prefix")
+    p.add_argument("--root", help=root_help)
+    p.set_defaults(func=_cmd_artifacts_verify)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hrm", description="Hierarchical Reasoning Models")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -170,7 +266,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint")
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder (runs/X/checkpoints/step_N)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", help="checkpoint folder (runs/X/checkpoints/step_N)")
+    which.add_argument("--artifact", metavar="ID", help="artifact id (or a unique prefix) in the store at --root")
+    p.add_argument("--root", help=f"artifact store for --artifact: path or URI (default: $HRM_ARTIFACTS or {_DEFAULT_ROOT})")
     p.add_argument("--data", help="dataset folder (default: the one in the checkpoint's config)")
     p.add_argument("--split", choices=["test", "train"], default="test")
     p.add_argument("--limit", type=int_at_least(0), default=0, help="first N rows only (0 = all)")
@@ -209,9 +308,7 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-translate", action="store_true")
     p.set_defaults(func=_cmd_data_build)
 
-    from hrm.artifacts import add_cli
-
-    add_cli(sub)
+    _add_artifacts_cli(sub)
     return parser
 
 

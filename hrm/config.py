@@ -450,3 +450,13 @@ def int_at_least(minimum: int):
 
     parse.__name__ = f"integer >= {minimum}"  # argparse names the type in some messages
     return parse
+
+
+def anchor_paths(cfg: Config, base: str | Path) -> Config:
+    """`cfg` with relative data paths made absolute against `base`: Ray workers run in
+    other folders, and every trial must find the one dataset cache of the driver."""
+    def absolute(p: str | None) -> str | None:
+        return p if p is None or Path(p).is_absolute() else str(Path(base) / p)
+
+    data = dataclasses.replace(cfg.data, root=absolute(cfg.data.root), path=absolute(cfg.data.path))
+    return dataclasses.replace(cfg, data=data)

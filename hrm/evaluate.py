@@ -467,3 +467,28 @@ def write_json(path: str | Path, obj: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj))
     tmp.replace(path)
+
+
+def evaluate_checkpoint(
+    path: str | Path, *, data: str | Path | None = None, split: str = "test", device: str = "cpu",
+    **options: Any,
+) -> tuple[EvalResult, Split]:
+    """Load a checkpoint folder and `run_eval` it on its config's dataset (or `data`);
+    `options` go to run_eval (views, ks, limit, batch_size, keep_examples)."""
+    from hrm.checkpoint import load_model
+    from hrm.data.build import ensure_dataset
+
+    dev = torch.device(device)
+    model, cfg, _ = load_model(path, device=dev)
+    data_split = Split.load(Path(data) if data else ensure_dataset(cfg.data), split)
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    options.setdefault("batch_size", 256)
+    return run_eval(model, data_split, device=dev, dtype=dtype, **options), data_split
+
+
+def result_files(result: EvalResult, split: Split) -> dict[str, Any]:
+    """What `--out` gets: metrics.json, and for ARC the Kaggle-format submission.json."""
+    files: dict[str, Any] = {"metrics.json": result.metrics}
+    if split.meta["task"] == "arc":
+        files["submission.json"] = arc_submission(task_eval(split), result)
+    return files

@@ -85,7 +85,7 @@ METRICS = ("exact_accuracy", "token_accuracy", "q_halt_accuracy", "pass@1", "pas
 MODES = ("max", "min")
 SCHEDULERS = ("asha", "fifo")
 TIME_ATTRS = ("eval_round", "step")
-TOP_KEYS = ("name", "base", "overrides", "metric", "mode", "seed", "budget", "scheduler", "params")
+TOP_KEYS = ("name", "base", "overrides", "metric", "mode", "seed", "budget", "scheduler", "store", "params")
 PARAM_KEYS = {
     "int": ("type", "low", "high", "step", "when"),
     "float": ("type", "low", "high", "step", "when"),
@@ -144,6 +144,25 @@ class Budget:
             if getattr(self, name) < 0:
                 raise SpaceError(f"budget.{name} must be >= 0, got {getattr(self, name)}")
 
+    def shortfall(self, nodes: list[dict[str, float]], what: str = "a trial") -> str | None:
+        """Why one run (the trial's own CPUs plus `num_workers` worker bundles) can never be
+        placed on `nodes` (each node's total resources, as Ray lists them), or None when
+        it fits. Ray itself would leave such a run PENDING forever."""
+        eps = 1e-9
+        cpu, gpu = self.cpus_per_worker, self.gpus_per_worker
+        want = f"{self.num_workers} worker(s) x {cpu:g} CPU" + (f" + {gpu:g} GPU" if gpu else "")
+        if self.trainable_cpus:
+            want += f", plus {self.trainable_cpus:g} CPU for the trial itself"
+        total_cpu = sum(n.get("CPU", 0.0) for n in nodes)
+        total_gpu = sum(n.get("GPU", 0.0) for n in nodes)
+        have = f"the cluster has {total_cpu:g} CPU and {total_gpu:g} GPU on {len(nodes)} node(s)"
+        if not any(n.get("CPU", 0.0) + eps >= cpu and n.get("GPU", 0.0) + eps >= gpu for n in nodes):
+            big = max(((n.get("CPU", 0.0), n.get("GPU", 0.0)) for n in nodes), default=(0.0, 0.0))
+            return f"{what} needs {want}, but no node can hold one worker (the largest has {big[0]:g} CPU, {big[1]:g} GPU); {have}"
+        if total_cpu + eps < self.trainable_cpus + self.num_workers * cpu or total_gpu + eps < self.num_workers * gpu:
+            return f"{what} needs {want}, but {have}"
+        return None
+
 
 @dataclass(frozen=True, kw_only=True)
 class Scheduler:
@@ -170,6 +189,25 @@ class Scheduler:
         if self.grace_period > self.max_t:
             raise SpaceError(f"scheduler.grace_period ({self.grace_period}) must be <= scheduler.max_t ({self.max_t})")
 
+    def stopped_early(self, result: Mapping[str, Any]) -> bool:
+        """Whether a trial that ended without error with this last result was cut by ASHA
+        (it ends by itself exactly at max_t: the space is checked to reach it)."""
+        return self.type == "asha" and result.get(self.time_attr, 0) < self.max_t
+
+
+@dataclass(frozen=True, kw_only=True)
+class Store:
+    """What the artifact store keeps of a search: a row survives iff it is among the
+    best `keep_per_trial` of its trial and the best `keep_per_experiment` overall."""
+
+    keep_per_trial: int = 2
+    keep_per_experiment: int = 5
+
+    def __post_init__(self) -> None:
+        for name in ("keep_per_trial", "keep_per_experiment"):
+            if getattr(self, name) < 1:
+                raise SpaceError(f"store.{name} must be >= 1, got {getattr(self, name)}")
+
 
 @dataclass(frozen=True, kw_only=True)
 class SearchSpace:
@@ -183,6 +221,7 @@ class SearchSpace:
     seed: int = 0
     budget: Budget = dataclasses.field(default_factory=Budget)
     scheduler: Scheduler = dataclasses.field(default_factory=Scheduler)
+    store: Store = dataclasses.field(default_factory=Store)
     # base file + overrides, validated; None = rebuilt from `base` and `overrides`
     base_config: Config | None = None
 
@@ -458,6 +497,7 @@ def load_space(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
         raise _fail(src, "mode", f"must be 'max' or 'min', got {mode!r}")
     budget = _section(src, raw, "budget", Budget)
     scheduler = _section(src, raw, "scheduler", Scheduler)
+    store = _section(src, raw, "store", Store)
 
     base_path = _resolve_base(src, file.parent, raw["base"])
     fixed = _base_overrides(src, raw.get("overrides"))
@@ -484,7 +524,7 @@ def load_space(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
 
     space = SearchSpace(
         name=name, source=src, base=str(base_path), overrides=tuple(fixed), params=tuple(params), metric=metric,
-        mode=mode, seed=seed, budget=budget, scheduler=scheduler, base_config=base_config,
+        mode=mode, seed=seed, budget=budget, scheduler=scheduler, store=store, base_config=base_config,
     )
     _check_rounds(src, space, base_dict)
     return space
@@ -765,3 +805,58 @@ def hparams(space: SearchSpace, sampled: Mapping[str, Any]) -> dict[str, Any]:
             v = values[p.name]
             out[p.name] = p.labels[[_same(v, c) for c in p.choices].index(True)] if p.kind == "categorical" else v
     return out
+
+
+def short_names(space: SearchSpace) -> dict[str, str]:
+    """Param name -> the shortest dotted suffix that no other param shares ("model.H_cycles" -> "H_cycles")."""
+    out = {}
+    for p in space.params:
+        parts = p.name.split(".")
+        for n in range(1, len(parts) + 1):
+            tail = ".".join(parts[-n:])
+            if sum(q.name == tail or q.name.endswith("." + tail) for q in space.params) == 1:
+                break
+        out[p.name] = tail
+    return out
+
+
+def search_summary(space: SearchSpace, name: str, storage: str, trials: list[tuple[dict, str | None]]) -> dict:
+    """The end-of-search summary from each trial's (last metrics, error or None) and the
+    artifact store, whose leftover unindexed folders (a crash's) it sweeps first."""
+    from hrm.artifacts import ArtifactStore
+
+    errors = [err.strip().splitlines()[-1][:300] for _, err in trials if err is not None]
+    done = [metrics for metrics, err in trials if err is None]
+    store = ArtifactStore(f"{storage}/artifacts")
+    best = None
+    if store.exists() and name in store.experiments():
+        store.sweep(name)
+        best = store.best(name, space.metric, k=1, mode=space.mode).to_pylist()[0]
+    return {
+        "experiment": name,
+        "trials": len(trials),
+        "completed": len(done),
+        "stopped_early": sum(space.scheduler.stopped_early(m) for m in done),
+        "errors": len(errors),
+        "error_messages": errors,
+        "best_trial": best and best["trial_id"],
+        "best_hparams": best and json.loads(best["hparams_json"]),
+        "best_metrics": best and json.loads(best["metrics_json"]),
+        "best_artifact": best and {k: v for k, v in best.items() if not k.startswith(("hp.", "metric.", "hparams_", "metrics_"))},
+        "tensorboard": f"tensorboard --logdir {storage}/{name}",
+    }
+
+
+def trial_table(space: SearchSpace, trials: list[tuple[str, str, Mapping, Mapping]]) -> str:
+    """The live trial table from (trial id, status, sampled config, last result) per trial:
+    hyperparameters by short name, then the search metric first; ASHA's cuts show as STOPPED."""
+    from hrm.cli import format_table
+
+    short = short_names(space)
+    metrics = list(dict.fromkeys([space.metric, "pass@2", "exact_accuracy", "eval_round", "step"]))
+    rows = []
+    for trial_id, status, config, result in trials:
+        stopped = status == "TERMINATED" and space.scheduler.stopped_early(result)
+        rows.append([trial_id, "STOPPED" if stopped else status, *(config.get(p) for p in short),
+                     *(result.get(m) for m in metrics)])
+    return format_table(["trial", "status", *short.values(), *metrics], rows)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,17 +25,18 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
+from hrm.checkpoint import checkpoint_dirs, load_checkpoint, write_checkpoint
 from hrm.config import Config, ConfigError, save_config, to_dict
 from hrm.data.build import ensure_dataset
 from hrm.data.loader import SampleStream, Split
 from hrm.evaluate import autocast, run_eval
+from hrm.model import build_model
 from hrm.model.hrm import HRM, Carry
 from hrm.model.losses import act_loss
 from hrm.optim import AdamATan2, SparseSignSGD, lr_at
 from hrm.render import render
 
 Report = Callable[[dict[str, float], "str | None"], None]
-CHECKPOINT_FILE = "checkpoint.pt"
 _IMAGES_PER_EVAL = 4  # prediction pictures logged to TensorBoard per evaluation
 
 
@@ -122,12 +122,6 @@ def total_steps(cfg: Config, train_split: Split) -> int:
     groups = train_split.meta["num_groups"]
     mean_examples = train_split.meta.get("mean_examples_per_puzzle", 1.0)
     return max(1, int(cfg.train.epochs * groups * mean_examples / cfg.train.global_batch_size))
-
-
-def build_model(cfg: Config, meta: dict[str, Any]) -> HRM:
-    return HRM(
-        cfg.model, vocab_size=meta["vocab_size"], seq_len=meta["seq_len"], num_puzzle_ids=meta["num_puzzle_ids"]
-    )
 
 
 def init_state(cfg: Config, rt: Runtime, train_split: Split) -> TrainState:
@@ -235,14 +229,6 @@ def summarize(sums: dict[str, torch.Tensor], num_steps: int, state: TrainState) 
 # checkpoints
 
 
-def checkpoint_dirs(out_dir: str | Path) -> list[Path]:
-    root = Path(out_dir) / "checkpoints"
-    if not root.exists():
-        return []
-    dirs = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and (p / CHECKPOINT_FILE).exists()]
-    return sorted(dirs, key=lambda p: int(p.name.split("_")[1]))
-
-
 def _rank_state(state: TrainState) -> dict[str, Any]:
     rng = {"torch": torch.get_rng_state()}
     if state.rt.device.type == "cuda":
@@ -263,11 +249,6 @@ def save_checkpoint(state: TrainState, out_dir: str | Path, metrics: dict[str, f
         dist.all_gather_object(ranks, rank_state)
     if not state.rt.is_main:
         return None
-    root = Path(out_dir) / "checkpoints"
-    final = root / f"step_{state.step:08d}"
-    tmp = root / f".{final.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     payload = {
         "model": state.model.state_dict(),
         "optimizer": state.optimizer.state_dict(),
@@ -279,22 +260,10 @@ def save_checkpoint(state: TrainState, out_dir: str | Path, metrics: dict[str, f
         "config": to_dict(state.cfg),
         "metrics": metrics,
     }
-    torch.save(payload, tmp / CHECKPOINT_FILE)
-    save_config(state.cfg, tmp / "config.yaml")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    for old in checkpoint_dirs(out_dir)[: -state.cfg.train.keep_checkpoints]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    path = Path(path)
-    file = path / CHECKPOINT_FILE if path.is_dir() else path
-    if not file.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(file, map_location=map_location, weights_only=True)
+    return write_checkpoint(
+        out_dir, step=state.step, eval_round=state.eval_round, payload=payload, metrics=metrics, cfg=state.cfg,
+        keep=state.cfg.train.keep_checkpoints,
+    )
 
 
 def restore(state: TrainState, payload: dict[str, Any]) -> None:
@@ -313,18 +282,6 @@ def restore(state: TrainState, payload: dict[str, Any]) -> None:
     torch.set_rng_state(mine["rng"]["torch"])
     if "cuda" in mine["rng"] and state.rt.device.type == "cuda":
         torch.cuda.set_rng_state(mine["rng"]["cuda"], state.rt.device)
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[HRM, Config, dict[str, Any]]:
-    """A ready (eval-mode) model from a checkpoint folder or file, with its config."""
-    from hrm.config import from_dict
-
-    payload = load_checkpoint(path, map_location=device)
-    cfg = from_dict(payload["config"])
-    model = build_model(cfg, payload["task"]).to(device)
-    model.load_state_dict(payload["model"])
-    model.eval()
-    return model, cfg, payload
 
 
 # ---------------------------------------------------------------------------
@@ -353,6 +310,17 @@ def _diff_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[s
     return out
 
 
+def _write_hparams(writer: Any, hparams: dict[str, Any]) -> None:
+    """HParams for TensorBoard in this run itself (SummaryWriter.add_hparams would
+    make a sub-run), against the evaluation scalars the loop logs."""
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+    metrics = {f"eval/{k}": 0.0 for k in ("pass@1", "pass@2", "exact_accuracy", "token_accuracy")}
+    values = {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v) for k, v in hparams.items()}
+    for summary in hparams_summary(values, metrics):
+        writer.file_writer.add_summary(summary)
+
+
 def _truncate_history(path: Path, step: int) -> None:
     """Drop history lines past `step` (written by a run that died after its checkpoint)."""
     keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
@@ -366,14 +334,19 @@ def train(
     *,
     out_dir: str | Path | None = None,
     resume: bool = False,
+    resume_from: str | Path | None = None,
     report: Report | None = None,
     log: Callable[[str], None] | None = None,
     tensorboard_dir: str | Path | None = None,
+    hparams: dict[str, Any] | None = None,
 ) -> dict[str, float]:
     """Train `cfg` to the end; returns the last evaluation's metrics.
 
-    TensorBoard goes to `out_dir/tensorboard` unless `tensorboard_dir` is given
-    (the Tune jobs put it in the trial's folder, beside Tune's HParams).
+    `resume`: continue from the newest checkpoint in `out_dir` (none there: start
+    fresh). `resume_from`: continue from this checkpoint folder instead (the Ray
+    jobs pass the one Ray Train restored). TensorBoard goes to `out_dir/tensorboard`
+    unless `tensorboard_dir` is given (the Tune jobs use the trial's folder);
+    `hparams` are written there for TensorBoard's HParams dashboard.
     """
     rt = resolve_runtime(cfg)
     out = Path(out_dir or cfg.train.out_dir)
@@ -389,25 +362,24 @@ def train(
     train_split, test_split = Split.load(data_dir, "train"), Split.load(data_dir, "test")
 
     state = init_state(cfg, rt, train_split)
-    if not resume and checkpoint_dirs(out):
+    if resume and resume_from is None:
+        ckpts = checkpoint_dirs(out)
+        resume_from = ckpts[-1] if ckpts else None
+        if resume_from is None:
+            say(f"[train] --resume: no checkpoint under {out}/checkpoints, starting fresh")
+    elif resume_from is None and checkpoint_dirs(out):
         raise ConfigError(
             f"run folder {out} already has checkpoints: resume it (--resume) or choose another output folder"
         )
     last_eval: dict[str, float] = {}
-    resumed_from: Path | None = None
-    if resume:
-        ckpts = checkpoint_dirs(out)
-        if ckpts:
-            payload = load_checkpoint(ckpts[-1], map_location=rt.device)
-            changed = _diff_keys(payload["config"], to_dict(cfg))
-            if changed:
-                say(f"[train] warning: config differs from the checkpoint's in {', '.join(changed)}")
-            restore(state, payload)
-            last_eval = dict(payload["metrics"])
-            resumed_from = ckpts[-1]
-            say(f"[train] resumed from {ckpts[-1]} at step {state.step}")
-        else:
-            say(f"[train] --resume: no checkpoint under {out}/checkpoints, starting fresh")
+    if resume_from is not None:
+        payload = load_checkpoint(resume_from, map_location=rt.device)
+        changed = _diff_keys(payload["config"], to_dict(cfg))
+        if changed:
+            say(f"[train] warning: config differs from the checkpoint's in {', '.join(changed)}")
+        restore(state, payload)
+        last_eval = dict(payload["metrics"])
+        say(f"[train] resumed from {resume_from} at step {state.step}")
     if rt.is_main:
         save_config(cfg, out / "config.yaml")
     # Full-precision, machine-readable history next to the TensorBoard logs.
@@ -426,6 +398,8 @@ def train(
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(tensorboard_dir or out / "tensorboard"))
+        if hparams:
+            _write_hparams(writer, hparams)
     say(
         f"[train] {sum(p.numel() for p in state.model.parameters()):,} parameters, "
         f"{len(train_split):,} train rows, {len(test_split):,} test rows, {state.total_steps} steps, "
@@ -490,11 +464,11 @@ def train(
                 report(dict(last_eval), str(ckpt) if ckpt is not None else None)
                 reported = True
             window_start = time.monotonic()  # eval time is not training throughput
-    if report is not None and not reported and resumed_from is not None:
+    if report is not None and not reported and resume_from is not None:
         # Resumed a run that had already finished (e.g. its driver died before
         # hearing the end): report its final evaluation again, so callers that
         # wait for a result (Tune) get one.
-        report(dict(last_eval), str(resumed_from) if rt.is_main else None)
+        report(dict(last_eval), str(resume_from) if rt.is_main else None)
     if writer is not None:
         writer.close()
     if history is not None:

@@ -1,23 +1,19 @@
-"""The artifact store: rows, ranking, pruning, concurrency, checksums, direct reads, CLI."""
+"""The artifact store: rows, ranking, pruning, one writer with concurrent readers, checksums, direct reads, CLI."""
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import multiprocessing
-import os
-import time
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from pyarrow.fs import _MockFileSystem
 
-from hrm.artifacts import BASE_SCHEMA, ArtifactStore, add_cli, artifact_id, code_version, flatten
+from hrm.artifacts import BASE_SCHEMA, ArtifactStore, artifact_id, code_version, flatten
 
 # Light imports only at module level: the multiprocessing test spawns children
 # that import this module. Torch-using modules are imported inside fixtures.
@@ -72,8 +68,10 @@ def ids_of(table: pa.Table) -> set[str]:
     return set(table["artifact_id"].to_pylist())
 
 
-def parts(root: Path) -> list[Path]:
-    return sorted((root / "index").glob("part-*.parquet"))
+def index_files(root: Path) -> list[str]:
+    """Every file under index/ (hidden temp files too), relative."""
+    return sorted(str(p.relative_to(root / "index")) for p in (root / "index").rglob("*") if p.is_file())
+
 
 
 # ---------------------------------------------------------------------------
@@ -94,6 +92,8 @@ def test_add_table_best(tmp_path, run):
     values = {("t1", 1): 0.2, ("t1", 2): 0.6, ("t2", 1): 0.6, ("t2", 3): 0.9, ("t3", 2): 0.1}
     for (trial, step), v in values.items():
         put(store, ckpt, "exp", trial, step, v)
+    # One immutable version per change, no temp file left.
+    assert index_files(tmp_path / "store") == [f"exp/{v:010d}.parquet" for v in range(1, 6)]
     t = store.table()
     assert t.num_rows == 5
     for field in BASE_SCHEMA:
@@ -110,7 +110,7 @@ def test_add_table_best(tmp_path, run):
     assert row["sha256"] == hashlib.sha256((Path(ckpt) / "checkpoint.pt").read_bytes()).hexdigest()
     assert row["bytes"] == sum(p.stat().st_size for p in Path(ckpt).rglob("*") if p.is_file())
     assert row["path"] == str(tmp_path / "store" / "checkpoints" / "exp" / "t1" / "step_00000001")
-    assert (Path(row["path"]) / "checkpoint.pt").exists() and not row["deleted"]
+    assert (Path(row["path"]) / "checkpoint.pt").exists()
     assert row["code_version"] == code_version() and row["created_at"].tzinfo is not None
 
     best = store.best("exp", "pass@2", k=3)
@@ -128,6 +128,8 @@ def test_add_table_best(tmp_path, run):
         store.best("exp", "pass@2", k=0)
     with pytest.raises(ValueError, match="trial_id '../x' is not allowed"):
         put(store, ckpt, "exp", "../x", 1, 0.0)
+    with pytest.raises(ValueError, match="experiment 'a/b' is not allowed"):
+        put(store, ckpt, "a/b", "t", 1, 0.0)
     with pytest.raises(FileNotFoundError, match="has no checkpoint.pt"):
         put(store, str(tmp_path), "exp", "t9", 1, 0.0)
 
@@ -148,18 +150,34 @@ def test_add_table_best(tmp_path, run):
         store.get(first)
 
 
-def test_readd_keeps_one_row_the_newest(tmp_path, run):
+def test_rows_come_from_the_checkpoint_manifest(tmp_path, run):
+    """The driver passes only a checkpoint folder: step, round, metrics and sha256 come from
+    its manifest, read without loading the tensors."""
+    store = ArtifactStore(str(tmp_path / "store"))
+    for metrics, path in run["reports"]:
+        aid = store.add(experiment="exp", trial_id="t1", hparams=HPARAMS, checkpoint_dir=path)
+        row = store.get(aid)
+        assert (row["step"], row["eval_round"]) == (metrics["step"], metrics["eval_round"])
+        assert json.loads(row["metrics_json"]) == metrics and row["metric.pass@2"] == metrics["pass@2"]
+        assert row["sha256"] == hashlib.sha256((Path(path) / "checkpoint.pt").read_bytes()).hexdigest()
+
+
+def test_readd_replaces_the_row_and_copies_once(tmp_path, run):
     store = ArtifactStore(str(tmp_path / "store"))
     a = put(store, run["ckpt"], "exp", "t1", 4, 0.3)
+    stored = Path(store.get(a)["path"]) / "checkpoint.pt"
+    inode = stored.stat().st_ino
     b = put(store, run["ckpt"], "exp", "t1", 4, 0.7)  # a resumed search re-reports it
-    assert a == b
+    assert a == b and stored.stat().st_ino == inode  # not copied again
     t = store.table()
     assert t.num_rows == 1 and t["metric.pass@2"].to_pylist() == [0.7]
-    assert len(parts(tmp_path / "store")) == 2  # both versions are on disk until compaction
     assert store.get(a)["metric.pass@2"] == 0.7
+    stored.write_bytes(b"half a copy from a crashed driver")
+    put(store, run["ckpt"], "exp", "t1", 4, 0.7)
+    assert store.verify(a)  # a stored file that does not match is copied again
 
 
-def test_parts_with_different_columns_are_unified(tmp_path, run):
+def test_experiments_with_different_columns_are_unified(tmp_path, run):
     store = ArtifactStore(str(tmp_path / "store"))
     put(store, run["ckpt"], "exp", "t1", 1, 0.5)
     put(store, run["ckpt"], "exp", "t2", 1, 0.4, hparams={"model": {"H_cycles": "three"}, "extra": True})
@@ -173,60 +191,81 @@ def test_parts_with_different_columns_are_unified(tmp_path, run):
     assert "hp.only_here" not in store.table("exp").column_names
     assert store.table("other")["hp.only_here"].to_pylist() == [1.5]
     assert "hp.only_here" not in store.get(artifact_id("exp", "t1", 1))
+    assert store.experiments() == ["exp", "other"]
 
 
 # ---------------------------------------------------------------------------
-# concurrency
+# one writer, concurrent readers
 
 
-def _child_adds(root: str, ckpt: str, worker: int, count: int) -> None:
-    store = ArtifactStore(root)
-    for i in range(count):
-        put(store, ckpt, "exp", f"p{worker}", i, worker + i / 10)
-    put(store, ckpt, "exp", f"p{worker}", 0, worker + 0.5)  # a re-add
+def _child_reads(root: str, rounds: int, queue) -> None:
+    import pandas as pd
+
+    store, seen = ArtifactStore(root), []
+    for _ in range(rounds):
+        seen.append(store.table("exp").num_rows)
+        path = store.index_file("exp")
+        if path is not None:  # None before the first write
+            seen.append(len(pd.read_parquet(path)))
+    queue.put(seen)
 
 
-def test_concurrent_appends_threads_and_processes(tmp_path, run):
+def test_readers_stay_safe_while_the_writer_adds_and_prunes(tmp_path, run):
+    """The driver adds and prunes (a new index version on every change) while
+    threads and another process read through the store and pandas: every read sees
+    one whole version, never an error or a row count no version had."""
+    pytest.importorskip("pandas")
     root = str(tmp_path / "store")
-    ckpt = run["ckpt"]
     store = ArtifactStore(root)
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda w: _child_adds(root, ckpt, w, 3), range(4)))
+    stop, errors, sizes = threading.Event(), [], set()
+
+    def read() -> None:
+        reader = ArtifactStore(root)
+        while not stop.is_set():
+            try:
+                sizes.add(reader.table("exp").num_rows)
+                if reader.experiments():
+                    sizes.add(reader.best("exp", "pass@2", k=50).num_rows)
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=read) for _ in range(3)]
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_child_adds, args=(root, ckpt, 10 + w, 2)) for w in range(3)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-        assert p.exitcode == 0
-    want = {artifact_id("exp", f"p{w}", i) for w in range(4) for i in range(3)}
-    want |= {artifact_id("exp", f"p{10 + w}", i) for w in range(3) for i in range(2)}
-    t = store.table()
-    assert ids_of(t) == want and t.num_rows == len(want)
-    assert len(parts(tmp_path / "store")) == 4 * 4 + 3 * 3
-    for part in parts(tmp_path / "store"):  # every part is whole
-        assert pq.read_table(part).num_rows == 1
-    assert not list((tmp_path / "store" / "index").glob(".*"))
-    re_added = t.filter(pc.equal(t["step"], 0))
-    assert sorted(re_added["metric.pass@2"].to_pylist()) == [w + 0.5 for w in (0, 1, 2, 3, 10, 11, 12)]
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_reads, args=(root, 200, queue))
+    for t in threads:
+        t.start()
+    child.start()
+    versions = {0}
+    for i in range(40):  # two trials reporting in turn, pruned to 3 rows after each
+        put(store, run["ckpt"], "exp", f"t{i % 2}", i, (i * 7 % 10) / 10)
+        versions.add(store.table("exp").num_rows)
+        store.prune("exp", "pass@2", keep_per_trial=2, keep_per_experiment=3)
+        versions.add(store.table("exp").num_rows)
+    child_sizes = queue.get(timeout=120)
+    child.join(timeout=60)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert child.exitcode == 0 and not errors, errors[:3]
+    assert sizes and sizes <= versions and set(child_sizes) <= versions, (sizes, child_sizes, versions)
+    assert store.table("exp").num_rows == 3
+    assert all(name.startswith("exp/") and name.endswith(".parquet") for name in index_files(tmp_path / "store"))
 
 
 # ---------------------------------------------------------------------------
-# prune
+# prune and sweep
 
 
-def test_prune_keeps_exactly_the_best_and_is_idempotent(tmp_path, run):
+def test_prune_keeps_exactly_the_best(tmp_path, run):
     store = ArtifactStore(str(tmp_path / "store"))
     rows = {("A", 1): 0.9, ("A", 2): 0.5, ("A", 3): 0.7, ("B", 1): 0.8, ("B", 2): 0.8, ("C", 1): 0.1}
     ids = {key: put(store, run["ckpt"], "exp", *key, v) for key, v in rows.items()}
     untouched = put(store, run["ckpt"], "other", "A", 1, 0.0)
     # Experiment order: A1 .9, B2 .8 (later step wins the tie), B1 .8, A3 .7, A2 .5, C1 .1.
     # Best 3 of the experiment: A1 B2 B1; best 2 per trial: A1 A3 B2 B1 C1 -> both: A1 B2 B1.
-    # Two prunes at once delete nothing else (the later one may find the work done).
-    with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda _: store.prune("exp", "pass@2", keep_per_experiment=3), [0, 1]))
     doomed = sorted(ids[k] for k in [("A", 2), ("A", 3), ("C", 1)])
-    assert sorted(set(results[0]) | set(results[1])) == doomed and doomed in results
+    assert store.prune("exp", "pass@2", keep_per_experiment=3) == doomed
     kept = {ids[k] for k in [("A", 1), ("B", 1), ("B", 2)]}
     assert ids_of(store.table("exp")) == kept
     assert ids_of(store.table("other")) == {untouched}
@@ -234,10 +273,7 @@ def test_prune_keeps_exactly_the_best_and_is_idempotent(tmp_path, run):
         folder = tmp_path / "store" / "checkpoints" / "exp" / key[0] / f"step_{key[1]:08d}"
         assert folder.exists() == (aid in kept), key
     assert store.prune("exp", "pass@2", keep_per_trial=2, keep_per_experiment=3) == []
-    everything = store.table("exp", include_deleted=True)
-    assert ids_of(everything) == set(ids.values())
-    assert ids_of(everything.filter(everything["deleted"])) == set(doomed)
-    with pytest.raises(ValueError, match="was deleted"):
+    with pytest.raises(ValueError, match="unknown artifact id"):
         store.get(doomed[0])
     with pytest.raises(ValueError, match="unknown metric"):
         store.prune("exp", "loss")
@@ -253,6 +289,19 @@ def test_prune_keeps_exactly_the_best_and_is_idempotent(tmp_path, run):
     assert ids[("C", 1)] in ids_of(store.table("exp"))
 
 
+def test_sweep_deletes_only_unindexed_folders(tmp_path, run):
+    root = tmp_path / "store"
+    store = ArtifactStore(str(root))
+    kept = put(store, run["ckpt"], "exp", "a", 1, 0.5)
+    other = put(store, run["ckpt"], "y", "a", 9, 0.5)
+    orphan = root / "checkpoints" / "exp" / "zz" / "step_00000003"  # copied, then the driver died
+    orphan.mkdir(parents=True)
+    (orphan / "checkpoint.pt").write_bytes(b"x")
+    assert store.sweep("exp") == [str(orphan)]
+    assert not orphan.exists() and store.verify(kept) and store.verify(other)
+    assert store.sweep("exp") == []
+
+
 # ---------------------------------------------------------------------------
 # checkpoints: export, verify, load
 
@@ -263,7 +312,7 @@ def test_export_verify_and_corruption(tmp_path, run):
     assert store.verify(aid)
     out = store.export(aid, str(tmp_path / "out" / "ckpt"))
     assert (Path(out) / "checkpoint.pt").read_bytes() == (Path(run["ckpt"]) / "checkpoint.pt").read_bytes()
-    assert (Path(out) / "config.yaml").exists()
+    assert (Path(out) / "config.yaml").exists() and (Path(out) / "manifest.json").exists()
     with pytest.raises(ValueError, match="not an empty folder"):
         store.export(aid, out)
     (tmp_path / "empty").mkdir()
@@ -277,14 +326,16 @@ def test_export_verify_and_corruption(tmp_path, run):
         store.export(aid, str(tmp_path / "bad"))
     assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad*"))
     with pytest.raises(ValueError, match="sha256"):
-        store.load_model(aid)
+        with store.local_copy(aid):
+            pass
     stored.unlink()
     assert not store.verify(aid)
     with pytest.raises(FileNotFoundError, match="is missing"):
         store.export(aid, str(tmp_path / "bad"))
 
 
-def test_load_model_reproduces_the_stored_metrics(tmp_path, run):
+def test_a_stored_checkpoint_reproduces_its_metrics(tmp_path, run):
+    from hrm.checkpoint import load_model
     from hrm.data.build import ensure_dataset
     from hrm.data.loader import Split
     from hrm.evaluate import evaluate
@@ -293,14 +344,12 @@ def test_load_model_reproduces_the_stored_metrics(tmp_path, run):
     split = Split.load(ensure_dataset(cfg.data), "test")
     local = ArtifactStore(str(tmp_path / "store"))
     remote = ArtifactStore("bucket/store", filesystem=_MockFileSystem())  # not local: goes through export
-    assert not remote.is_local
     for store in (local, remote):
         for metrics, path in run["reports"]:
-            aid = store.add(
-                experiment="exp", trial_id="t1", step=metrics["step"], eval_round=metrics["eval_round"],
-                hparams={"model": {"H_cycles": cfg.model.H_cycles}}, metrics=metrics, checkpoint_dir=path,
-            )
-            model, loaded_cfg, row = store.load_model(aid[:8])
+            aid = store.add(experiment="exp", trial_id="t1", hparams={"H_cycles": cfg.model.H_cycles},
+                            checkpoint_dir=path)
+            with store.local_copy(aid[:8]) as (folder, row):
+                model, loaded_cfg, _ = load_model(folder)
             assert loaded_cfg == cfg and row["artifact_id"] == aid
             again = evaluate(model, split, batch_size=cfg.train.global_batch_size)  # the batch training evaluated with
             for name in ("exact_accuracy", "token_accuracy", "pass@1", "pass@2"):
@@ -309,75 +358,34 @@ def test_load_model_reproduces_the_stored_metrics(tmp_path, run):
 
 
 # ---------------------------------------------------------------------------
-# compaction and direct readers
-
-
-def test_compact_leaves_live_rows_readable_directly(tmp_path, run):
-    root = tmp_path / "store"
-    store = ArtifactStore(str(root))
-    for trial, step, v in [("a", 1, 0.1), ("a", 2, 0.2), ("a", 3, 0.3), ("b", 1, 0.4)]:
-        put(store, run["ckpt"], "exp", trial, step, v)
-    put(store, run["ckpt"], "exp", "a", 3, 0.35)  # superseded version
-    put(store, run["ckpt"], "y", "t", 1, 0.5)
-    pruned = store.prune("exp", "pass@2", keep_per_trial=1, keep_per_experiment=5)
-    assert len(pruned) == 2
-    live = store.table()
-    assert live.num_rows == 3 and len(parts(root)) == 7
-
-    # Orphans: an old temp part and an old unindexed folder go; fresh ones stay.
-    old = time.time() - 2 * 3600
-    (root / "index" / ".part-old.parquet.tmp").write_bytes(b"torn")
-    os.utime(root / "index" / ".part-old.parquet.tmp", (old, old))
-    (root / "index" / ".part-new.parquet.tmp").write_bytes(b"in flight")
-    orphan = root / "checkpoints" / "exp" / "zz" / "step_00000001"
-    orphan.mkdir(parents=True)
-    (orphan / "checkpoint.pt").write_bytes(b"x")
-    os.utime(orphan / "checkpoint.pt", (old, old))
-
-    store.compact()
-    assert len(parts(root)) == 1
-    assert not (root / "index" / ".part-old.parquet.tmp").exists()
-    assert (root / "index" / ".part-new.parquet.tmp").exists()
-    assert not orphan.exists()
-    assert store.table().equals(live)
-    direct = pq.read_table(str(root / "index"))
-    assert direct.num_rows == 3 and ids_of(direct) == ids_of(live) and not any(direct["deleted"].to_pylist())
-    assert direct.filter(pc.equal(direct["trial_id"], "a"))["metric.pass@2"].to_pylist() == [0.35]
-    if _has("pandas"):
-        import pandas as pd
-
-        frame = pd.read_parquet(str(root / "index"))
-        assert sorted(frame["artifact_id"]) == sorted(ids_of(live))
-    if _has("duckdb"):
-        import duckdb
-
-        sql = f"SELECT artifact_id FROM read_parquet('{root}/index/*.parquet', union_by_name=true)"
-        got = duckdb.sql(sql).fetchall()
-        assert {r[0] for r in got} == ids_of(live)
-    before = parts(root)
-    store.compact()  # nothing to do: no rewrite
-    assert parts(root) == before
-
-
-def test_compact_one_experiment_keeps_other_tombstones(tmp_path, run):
-    store = ArtifactStore(str(tmp_path / "store"))
-    put(store, run["ckpt"], "x", "t", 1, 0.1)
-    put(store, run["ckpt"], "y", "t", 1, 0.1)
-    put(store, run["ckpt"], "y", "t", 2, 0.2)
-    store.compact()  # one part holding x and y
-    assert store.prune("y", "pass@2", keep_per_trial=1) == [artifact_id("y", "t", 1)]
-    put(store, run["ckpt"], "x", "t", 2, 0.2)
-    store.compact("x")  # rewrites the mixed part and x's part; y's tombstone part stays
-    assert ids_of(store.table("y")) == {artifact_id("y", "t", 2)}
-    assert ids_of(store.table("x")) == {artifact_id("x", "t", 1), artifact_id("x", "t", 2)}
-    store.compact()
-    assert len(parts(tmp_path / "store")) == 1 and store.table().num_rows == 3
+# direct readers
 
 
 def _has(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
+
+
+def test_the_index_is_plain_parquet(tmp_path, run):
+    root = tmp_path / "store"
+    store = ArtifactStore(str(root))
+    for trial, step, v in [("a", 1, 0.1), ("a", 2, 0.2), ("b", 1, 0.4)]:
+        put(store, run["ckpt"], "exp", trial, step, v)
+    put(store, run["ckpt"], "exp", "a", 2, 0.35)  # re-added: replaces its row
+    put(store, run["ckpt"], "y", "t", 1, 0.5)
+    direct = pq.read_table(store.index_file("exp"))
+    assert direct.num_rows == 3 and ids_of(direct) == ids_of(store.table("exp"))
+    assert sorted(direct["metric.pass@2"].to_pylist()) == [0.1, 0.35, 0.4]
+    if _has("pandas"):
+        import pandas as pd
+
+        assert sorted(pd.read_parquet(store.index_file("exp"))["artifact_id"]) == sorted(ids_of(direct))
+    if _has("duckdb"):
+        import duckdb
+
+        sql = f"SELECT artifact_id FROM read_parquet('{store.index_file('exp')}')"
+        assert {r[0] for r in duckdb.sql(sql).fetchall()} == ids_of(direct)
 
 
 def test_file_uri_root_is_the_same_store(tmp_path, run):
@@ -389,64 +397,59 @@ def test_file_uri_root_is_the_same_store(tmp_path, run):
     assert uri.get(aid)["path"] == f"file://{tmp_path}/store/checkpoints/exp/t1/step_00000001"
     assert uri.verify(aid) and Path(uri.export(aid, str(tmp_path / "out")), "checkpoint.pt").exists()
     assert uri.best("exp", "pass@2")["trial_id"].to_pylist() == ["t2"]
-    uri.compact()
-    assert pq.read_table(f"file://{tmp_path}/store/index").num_rows == 2
 
 
 # ---------------------------------------------------------------------------
 # CLI
 
 
-def cli(*argv):
-    p = argparse.ArgumentParser()
-    sub = p.add_subparsers(dest="command")
-    add_cli(sub)
-    args = p.parse_args(list(argv))
-    return args.func(args)
-
-
 def test_cli(tmp_path, run, capsys, monkeypatch):
+    from hrm.cli import main
+
     root = str(tmp_path / "store")
     store = ArtifactStore(root)
     a = put(store, run["ckpt"], "exp", "t1", 1, 0.25)
     b = put(store, run["ckpt"], "exp", "t2", 1, 0.75)
     capsys.readouterr()
 
-    assert cli("artifacts", "list", "--root", root) == 0
+    assert main(["artifacts", "list", "--root", root]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["artifact_id", "experiment", "trial_id", "step", "exact_accuracy", "pass@2"]
     assert {line.split()[0] for line in out[1:]} == {a, b}
 
     monkeypatch.setenv("HRM_ARTIFACTS", root)  # --root defaults to it
-    assert cli("artifacts", "best", "--experiment", "exp", "--metric", "pass@2", "-k", "2", "--json") == 0
+    assert main(["artifacts", "best", "--experiment", "exp", "--metric", "pass@2", "-k", "2", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["artifact_id"] for r in rows] == [b, a] and rows[0]["metric.pass@2"] == 0.75
-    assert cli("artifacts", "best", "--experiment", "exp", "--metric", "pass@2", "--mode", "min") == 0
+    assert main(["artifacts", "best", "--experiment", "exp", "--metric", "pass@2", "--mode", "min"]) == 0
     assert capsys.readouterr().out.splitlines()[1].split()[0] == a
 
-    assert cli("artifacts", "export", a[:7], str(tmp_path / "out")) == 0
+    assert main(["artifacts", "export", a[:7], str(tmp_path / "out")]) == 0
     assert json.loads(capsys.readouterr().out)["path"] == str(tmp_path / "out")
     assert (tmp_path / "out" / "checkpoint.pt").exists()
-    assert cli("artifacts", "verify", a) == 0
+    assert main(["artifacts", "verify", a]) == 0
     assert json.loads(capsys.readouterr().out)["ok"] is True
 
+    assert main(["eval", "--artifact", b[:8], "--limit", "8"]) == 0  # the store's copy, sha256-checked
+    assert "pass@2" in json.loads(capsys.readouterr().out)
     store.prune("exp", "pass@2", keep_per_experiment=1)
-    assert cli("artifacts", "list", "--all") == 0
-    assert "True" in capsys.readouterr().out
-    assert cli("artifacts", "compact") == 0
-    assert json.loads(capsys.readouterr().out)["parts_after"] == 1
     with open(Path(store.get(b)["path"]) / "checkpoint.pt", "ab") as f:
         f.write(b"x")
-    assert cli("artifacts", "verify", b) == 1
+    assert main(["artifacts", "verify", b]) == 1
+    capsys.readouterr()
 
     for argv, message in [
-        (("verify", "nope"), "unknown artifact id 'nope'"),
-        (("export", a, str(tmp_path / "x")), f"unknown artifact id '{a}'"),  # pruned, then compacted away
-        (("best", "--experiment", "exp", "--metric", "pass@9"), "unknown metric 'pass@9'"),
-        (("best", "--experiment", "nope", "--metric", "pass@2"), "no artifacts for experiment 'nope'"),
-        (("list", "--root", str(tmp_path / "missing")), "no artifact store at"),
-        (("list", "--experiment", "nope"), "no artifacts for experiment 'nope' .*known experiments: exp"),
+        (("artifacts", "verify", "nope"), "unknown artifact id 'nope'"),
+        (("artifacts", "export", a, str(tmp_path / "x")), f"unknown artifact id '{a}'"),  # pruned
+        (("artifacts", "best", "--experiment", "exp", "--metric", "pass@9"), "unknown metric 'pass@9'"),
+        (("artifacts", "best", "--experiment", "nope", "--metric", "pass@2"), "no artifacts for experiment 'nope'"),
+        (("artifacts", "list", "--root", str(tmp_path / "missing")), "no artifact store at"),
+        (("artifacts", "list", "--experiment", "nope"), "no artifacts for experiment 'nope' .*known experiments: exp"),
+        (("eval", "--artifact", b), "fails its sha256 check"),
     ]:
-        with pytest.raises(ValueError, match=message) as err:
-            cli("artifacts", *argv)
-        assert "\n" not in str(err.value)
+        assert main(list(argv)) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("hrm: error: "), err
+        import re
+
+        assert re.search(message, err), (message, err)

@@ -1,5 +1,6 @@
-"""The Ray jobs on a real local Ray (2 CPUs): the smoke search end to end, resume
-after the driver is killed, and Ray Train data parallelism.
+"""The Ray jobs on a real local Ray (2 CPUs): the smoke search end to end, the
+driver as the one writer of the artifact index with two trials reporting at once,
+resume after the driver is killed, and Ray Train data parallelism.
 
 These are the slowest tests (each Ray Train worker group takes ~15 s to start).
 """
@@ -24,9 +25,6 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def local_ray():
-    from ray_jobs.common import ensure_importable
-
-    ensure_importable()  # workers inherit PYTHONPATH and import ray_jobs by name
     ray.init(address="local", num_cpus=2)  # a new instance, never a stale one from /tmp/ray
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
@@ -46,44 +44,102 @@ def _tb_runs(folder: Path) -> dict[Path, dict[str, bytes]]:
     return runs
 
 
-def test_smoke_search_end_to_end(local_ray, tmp_path, capsys):
+def _summary(out: str) -> dict:
+    return json.loads(out[out.rindex("[tune] done: ") + len("[tune] done: ") :])
+
+
+def test_smoke_search_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
+    import optuna
+
     from hrm.artifacts import ArtifactStore
+    from hrm.checkpoint import load_model
     from hrm.data.build import ensure_dataset
     from hrm.data.loader import Split
     from hrm.evaluate import evaluate
     from ray_jobs import tune
 
     storage = tmp_path / "storage"
+    monkeypatch.chdir(tmp_path)  # the dataset cache is anchored where the driver runs
     code = tune.main(["--smoke", "--storage", str(storage), "--name", "smoke"])
     out = capsys.readouterr().out
     assert code == 0, out[-3000:]
-    summary = json.loads(out[out.rindex("[tune] done: ") + len("[tune] done: ") :])
+    summary = _summary(out)
     assert summary["errors"] == 0 and summary["trials"] == 4
     assert summary["stopped_early"] >= 1, summary  # ASHA cut at least one trial
+    assert summary["tensorboard"] == f"tensorboard --logdir {storage}/smoke"
+    assert list((tmp_path / "data").iterdir())  # datasets built beside the driver, not in the checkout
+    assert oct((storage / "smoke").stat().st_mode & 0o777) == "0o700"  # created private to the user
+
+    # What the user watches: the trial table with short hyperparameter names and the
+    # search metric first, and no Tune hint at a TensorBoard folder without our logs.
+    header = next(line for line in out.splitlines() if line.startswith("trial "))
+    assert header.split()[:9] == ["trial", "status", "H_cycles", "L_cycles", "halt_max_steps",
+                                  "halt_exploration_prob", "lr", "num_aug", "token_accuracy"]
+    assert "STOPPED" in out and "To visualize your results with TensorBoard" not in out
 
     store = ArtifactStore(str(storage / "artifacts"))
     table = store.table("smoke")
-    assert table.num_rows >= 1
+    assert 1 <= table.num_rows <= 5  # the space keeps the best 2 per trial, 5 per experiment
     assert len(set(table.column("artifact_id").to_pylist())) == table.num_rows
+    assert summary["best_artifact"]["artifact_id"] == store.best("smoke", "token_accuracy")["artifact_id"].to_pylist()[0]
     best = store.best("smoke", "pass@2", k=1).to_pylist()[0]
-    model, cfg, _ = store.load_model(best["artifact_id"])
+    with store.local_copy(best["artifact_id"]) as (path, _):
+        model, cfg, _ = load_model(path)
     metrics = evaluate(
         model, Split.load(ensure_dataset(cfg.data), "test"), batch_size=64, limit=cfg.train.eval_samples,
         views=cfg.train.eval_views,
     )
     assert metrics["pass@2"] == pytest.approx(best["metric.pass@2"])
 
-    # TensorBoard: one run per trial with our scalars and pictures, and Tune's HParams
+    # TensorBoard: one run per trial with our scalars, pictures and HParams
     exp = storage / "smoke"
     runs = _tb_runs(exp)
     assert len(runs) == summary["trials"]  # one run per trial
     for tags in runs.values():
         assert "eval/pass@2" in tags and "loss/total" in tags
         assert any(t.startswith("predictions/") for t in tags)
-        if "_hparams_/session_start_info" in tags:  # written by Tune when the trial ends
-            assert b"model.H_cycles" in tags["_hparams_/session_start_info"]
-    assert sum("_hparams_/experiment" in tags for tags in runs.values()) == summary["trials"]
-    assert (exp / "optuna-journal.log").exists()
+        assert b"model.H_cycles" in tags["_hparams_/session_start_info"]
+        assert b"eval/pass@2" in tags["_hparams_/experiment"]
+
+    # The Optuna study tells ASHA's cuts (PRUNED) from trials that ran to the end.
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(exp / "optuna-journal.log")))
+    states = [t.state for t in optuna.load_study(study_name="smoke", storage=journal).trials]
+    assert states.count(optuna.trial.TrialState.PRUNED) == summary["stopped_early"]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == summary["trials"] - summary["stopped_early"]
+
+
+def test_one_writer_indexes_every_checkpoint_of_two_concurrent_trials(local_ray, tmp_path, capsys, monkeypatch):
+    """Two trials train and report at once; the driver's callback is the only writer and
+    keeps every checkpoint (keep limits raised): the index holds each reported
+    (trial, step) exactly once, and no Train worker wrote to the store."""
+    from hrm.artifacts import ArtifactStore
+    from ray_jobs import tune
+
+    storage = tmp_path / "storage"
+    monkeypatch.chdir(tmp_path)
+    code = tune.main(["--smoke", "--storage", str(storage), "--name", "two", "--set", "budget.num_samples=2",
+                      "--set", "budget.max_concurrent_trials=2", "--set", "budget.cpus_per_worker=0.9",
+                      "--set", "scheduler.type=fifo", "--set", "store.keep_per_trial=100",
+                      "--set", "store.keep_per_experiment=100"])
+    out = capsys.readouterr().out
+    assert code == 0, out[-3000:]
+    reported = set()
+    for trial_dir in (storage / "two").iterdir():
+        if (trial_dir / "result.json").exists():
+            for line in (trial_dir / "result.json").read_text().splitlines():
+                r = json.loads(line)
+                if "checkpoint_path" in r:
+                    reported.add((r["trial_id"], r["step"]))
+    assert len({t for t, _ in reported}) == 2 and len(reported) == 2 * 3  # 3 eval rounds each
+    table = ArtifactStore(str(storage / "artifacts")).table("two")
+    keys = list(zip(table["trial_id"].to_pylist(), table["step"].to_pylist()))
+    assert sorted(keys) == sorted(reported)  # none lost, none twice
+    # Their reports interleaved: both trials were running at the same time.
+    starts = sorted(json.loads((d / "result.json").read_text().splitlines()[0])["timestamp"]
+                    for d in (storage / "two").iterdir() if (d / "result.json").exists())
+    ends = sorted(json.loads((d / "result.json").read_text().splitlines()[-1])["timestamp"]
+                  for d in (storage / "two").iterdir() if (d / "result.json").exists())
+    assert starts[1] <= ends[0]
 
 
 def test_resume_after_the_driver_is_killed(local_ray, tmp_path):
@@ -93,22 +149,23 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path):
     cmd = [sys.executable, str(ROOT / "ray_jobs" / "tune.py"), "--smoke", "--storage", str(storage), "--name", "res",
            "--address", local_ray, "--set", "budget.num_samples=3"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                            cwd=tmp_path)
     index = storage / "artifacts" / "index"
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not list(index.glob("part-*.parquet")):
+    while time.monotonic() < deadline and not list(index.rglob("*.parquet")):
         time.sleep(1)
-    assert list(index.glob("part-*.parquet")), "no checkpoint was indexed before the kill"
+    assert list(index.rglob("*.parquet")), "no checkpoint was indexed before the kill"
     os.killpg(proc.pid, signal.SIGKILL)  # the driver dies mid-search
     proc.wait(timeout=30)
 
-    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     store = ArtifactStore(str(storage / "artifacts"))
     table = store.table("res")
     keys = list(zip(table.column("trial_id").to_pylist(), table.column("step").to_pylist()))
     assert len(keys) == len(set(keys)) and table.num_rows >= 1
-    summary = json.loads(done.stdout[done.stdout.rindex("[tune] done: ") + len("[tune] done: ") :])
+    summary = _summary(done.stdout)
     assert summary["trials"] == 3 and summary["errors"] == 0
 
 

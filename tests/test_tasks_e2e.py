@@ -9,7 +9,8 @@ import pytest
 
 from hrm import cli
 from hrm.config import from_dict
-from hrm.train import checkpoint_dirs, train
+from hrm.checkpoint import checkpoint_dirs
+from hrm.train import train
 
 TINY_MODEL = {"hidden_size": 32, "num_heads": 4, "H_layers": 1, "L_layers": 1, "halt_max_steps": 2}
 

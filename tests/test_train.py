@@ -14,7 +14,8 @@ from hrm.config import ConfigError, from_dict
 from hrm.data.build import ensure_dataset
 from hrm.data.loader import Split
 from hrm.evaluate import evaluate
-from hrm.train import checkpoint_dirs, init_state, load_model, resolve_runtime, train, train_step
+from hrm.checkpoint import checkpoint_dirs, load_model
+from hrm.train import init_state, resolve_runtime, train, train_step
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny_losses.json"
 

@@ -1,0 +1,102 @@
+"""Checkpoint folders: atomic writes, a manifest readable without torch, loading.
+
+A checkpoint is a folder `step_<N>/` holding `checkpoint.pt` (model, optimiser,
+ACT carry, data-stream position, RNG states, config, metrics), `config.yaml` and
+`manifest.json`: step, eval round, metrics and the size and sha256 of every file.
+The manifest lets callers (the artifact store, the Ray driver) learn a
+checkpoint's step and checksum without unpickling its tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from hrm.config import Config, from_dict, save_config
+
+CHECKPOINT_FILE = "checkpoint.pt"
+MANIFEST_FILE = "manifest.json"
+_HASH_CHUNK = 1 << 20  # bytes read at a time when hashing (1 MiB)
+
+
+def sha256_of(path: str, filesystem: pafs.FileSystem | None = None) -> str:
+    """sha256 of one file, local or on any pyarrow filesystem (one routine for checkpoints and the store)."""
+    h = hashlib.sha256()
+    with (filesystem or pafs.LocalFileSystem()).open_input_stream(path) as f:
+        while chunk := f.read(_HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def checkpoint_dirs(out_dir: str | Path) -> list[Path]:
+    """Complete checkpoint folders under out_dir/checkpoints, oldest first."""
+    root = Path(out_dir) / "checkpoints"
+    if not root.exists():
+        return []
+    dirs = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and (p / CHECKPOINT_FILE).exists()]
+    return sorted(dirs, key=lambda p: int(p.name.split("_")[1]))
+
+
+def write_checkpoint(
+    out_dir: str | Path, *, step: int, eval_round: int, payload: dict[str, Any], cfg: Config,
+    metrics: dict[str, float], keep: int,
+) -> Path:
+    """Write out_dir/checkpoints/step_N atomically (temp folder + rename), keep the newest `keep`."""
+    import torch
+
+    root = Path(out_dir) / "checkpoints"
+    final = root / f"step_{step:08d}"
+    tmp = root / f".{final.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save(payload, tmp / CHECKPOINT_FILE)
+    save_config(cfg, tmp / "config.yaml")
+    files = {
+        p.name: {"bytes": p.stat().st_size, "sha256": sha256_of(str(p))} for p in sorted(tmp.iterdir())
+    }
+    manifest = {"step": step, "eval_round": eval_round, "metrics": metrics, "files": files}
+    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    if final.exists():  # a rerun from an earlier checkpoint reached this step again
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in checkpoint_dirs(out_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def read_manifest(folder: str, filesystem: pafs.FileSystem | None = None) -> dict[str, Any]:
+    """The manifest of a checkpoint folder (local path, or a path on `filesystem`)."""
+    fs = filesystem or pafs.LocalFileSystem()
+    try:
+        with fs.open_input_stream(f"{str(folder).rstrip('/')}/{MANIFEST_FILE}") as f:
+            return json.loads(f.read())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint {folder} has no {MANIFEST_FILE}") from None
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    import torch
+
+    path = Path(path)
+    file = path / CHECKPOINT_FILE if path.is_dir() else path
+    if not file.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return torch.load(file, map_location=map_location, weights_only=True)
+
+
+def load_model(path: str | Path, device: Any = "cpu"):
+    """(model, cfg, payload): a ready (eval-mode) model from a checkpoint folder or file."""
+    from hrm.model import build_model
+
+    payload = load_checkpoint(path, map_location=device)
+    cfg = from_dict(payload["config"])
+    model = build_model(cfg, payload["task"]).to(device)
+    model.load_state_dict(payload["model"])
+    model.eval()
+    return model, cfg, payload
