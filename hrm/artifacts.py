@@ -1,60 +1,48 @@
 """The Arrow/Parquet-indexed store of the best checkpoints of hyperparameter searches.
 
-Layout under `root` (a local path, or any URI `pyarrow.fs.FileSystem.from_uri`
-accepts: `file://`, `s3://`, `gs://`, ...):
+Layout under `root` (a local path, or any URI `pyarrow.fs.FileSystem.from_uri` takes):
 
     index/<experiment>/<version>.parquet            the experiment's rows, one immutable file per version
     checkpoints/<experiment>/<trial_id>/step_<N>/   the copied checkpoint folder
 
-One writer per experiment: its search driver (ray_jobs' Tune callback) is the
-only process that adds or prunes its rows; Ray Train workers and trial functions
-never touch the store. That is what keeps this module small:
-- Every change writes the experiment's whole index as a new version (10-digit
-  counter; temp file + rename on a local disk, one PUT on an object store, which
-  becomes visible only once complete); the newest version is the index. A pruned
-  row simply is not in the next version. So there are no tombstones, no parts to
-  merge on read and nothing to compact: those existed only so that many writers
-  never overwrote each other. A version stays small (prune keeps a few rows).
-- Readers (`hrm artifacts`, this class, pandas, duckdb) may run while the driver
-  writes. A version file never changes, and is deleted only `_GRACE_S` after a
-  newer one appeared: replacing one file in place is not safe, because pyarrow
-  (under pandas.read_parquet) opens a file twice and reads the second open with
-  the footer of the first (seen in test_artifacts as "Couldn't deserialize thrift").
-- Order of writes: a checkpoint folder is copied before its row is written, and
-  a row is dropped before its folder is deleted, so a row never points at a
-  missing or half-copied folder. A crash in between leaves an unindexed folder,
-  which `sweep` (the driver runs it when a search ends) deletes.
-- `artifact_id` = first 16 hex chars of sha256("<experiment>\\0<trial_id>\\0<step>"):
-  re-adding a checkpoint (a resumed search reporting it again) replaces its row
-  and copies nothing when the stored file already has the checksum.
-- Columns: the fixed ones (`BASE_SCHEMA`), the full hyperparameter and metric
-  dicts as JSON, and flattened typed columns `hp.<dotted name>` (bool, int64,
-  float64, string; lists and other values as JSON strings) and `metric.<name>`
-  (float64, numeric metrics only). Files of different experiments may have
-  different columns; reading several unifies them (missing columns null,
-  clashing types widened, else string).
-- Ranking (best, prune): by the metric (`mode` max or min), ties broken by the
-  later step, then trial_id; rows without the metric rank last. Prune keeps a
-  row iff it is among the best `keep_per_trial` of its trial AND among the best
-  `keep_per_experiment` of its experiment.
+One writer per experiment: its search driver (ray_jobs' Tune callback) alone adds
+and prunes its rows; Ray Train workers and trials never touch the store. So:
+- Every change writes the whole index as the next version (temp file + rename on
+  a local disk; one PUT on an object store, visible only once complete); the
+  newest version is the index. A pruned row is simply not in the next one: no
+  tombstones, no parts to merge, nothing to compact (those existed only so that
+  many writers could append without overwriting each other). Prune keeps a
+  version small.
+- Readers (`hrm artifacts`, pandas, duckdb) are safe while the driver writes: a
+  version never changes and is deleted only `_GRACE_S` after its successor. One
+  file replaced in place is not safe: pyarrow (under pandas.read_parquet) opens it
+  twice and reads the second open with the first one's footer (seen in
+  tests/test_artifacts.py as "Couldn't deserialize thrift").
+- A folder is copied before its row is written, and a row dropped before its
+  folder is deleted; a crash in between leaves an unindexed folder for `sweep`.
+- `artifact_id` = sha256("<experiment>\\0<trial_id>\\0<step>")[:16]: a re-added
+  checkpoint (a resumed search) replaces its row and is not copied again.
+- Columns: `BASE_SCHEMA`, then `hp.<dotted name>` (bool, int64, float64, string;
+  other values as JSON) and `metric.<name>` (float64). Experiments may differ in
+  columns; reading several unifies them (missing: null; clashing types: string).
+- Ranking: by the metric (max or min), then the later step, then trial_id; rows
+  without the metric last. Prune keeps a row iff it is among its trial's best
+  `keep_per_trial` and the experiment's best `keep_per_experiment`.
 
-Reading it directly: `pandas.read_parquet(ArtifactStore(root).index_file("<experiment>"))`,
-the same path in duckdb's `read_parquet(...)`, or `ArtifactStore(root).table().to_pandas()`.
-
-This module imports neither torch nor Ray, nor anything of the training loop.
+Direct reads: `pandas.read_parquet(ArtifactStore(root).index_file("<experiment>"))`,
+the same path in duckdb, or `ArtifactStore(root).table().to_pandas()`.
+No torch, no Ray, nothing of the training loop is imported here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 import hashlib
 import json
 import math
 import os
 import re
-import subprocess
 import tempfile
 import uuid
 from pathlib import Path
@@ -65,44 +53,22 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from hrm.checkpoint import CHECKPOINT_FILE, read_manifest, sha256_of
+from hrm.checkpoint import CHECKPOINT_FILE, code_version, read_manifest, sha256_of
 
 _ID_CHARS = 16  # hex chars of sha256 kept in artifact_id (64 bits: collisions need ~4e9 ids)
-_GIT_TIMEOUT_S = 5  # seconds allowed for `git describe`
 _GRACE_S = 600  # a superseded index version outlives its successor this long (for readers still on it)
 _READ_TRIES = 3  # a reader slower than _GRACE_S may find its version gone: list again
 NAME_RULE = "letters, digits and . _ + = @ - (not starting with . _ + = @ -)"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=@-]*$")  # experiment / trial_id: one path segment
 _TS = pa.timestamp("us", tz="UTC")
 
-BASE_SCHEMA = pa.schema(
-    [
-        ("artifact_id", pa.string()),
-        ("experiment", pa.string()),
-        ("trial_id", pa.string()),
-        ("step", pa.int64()),
-        ("eval_round", pa.int64()),
-        ("path", pa.string()),
-        ("bytes", pa.int64()),
-        ("sha256", pa.string()),
-        ("created_at", _TS),
-        ("code_version", pa.string()),
-        ("hparams_json", pa.string()),
-        ("metrics_json", pa.string()),
-    ]
-)
+_STR, _INT = pa.string(), pa.int64()
+BASE_SCHEMA = pa.schema([
+    ("artifact_id", _STR), ("experiment", _STR), ("trial_id", _STR), ("step", _INT), ("eval_round", _INT),
+    ("path", _STR), ("bytes", _INT), ("sha256", _STR), ("created_at", _TS), ("code_version", _STR),
+    ("hparams_json", _STR), ("metrics_json", _STR),
+])
 HP, METRIC = "hp.", "metric."
-
-
-class UnknownArtifact(ValueError, KeyError):
-    """No (unique) artifact matches an id; a ValueError that is also a KeyError."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
-
-
-# ---------------------------------------------------------------------------
-# helpers
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -118,34 +84,6 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-@functools.lru_cache(maxsize=1)
-def code_version() -> str:
-    """`git describe --always --dirty` of the repository holding the hrm package, else hrm.__version__."""
-    import hrm
-
-    pkg = Path(hrm.__file__).resolve().parent
-    try:
-        # The package must be tracked there (an installed copy inside some other
-        # repository, e.g. a venv in a checkout, must not report that repository).
-        tracked = subprocess.run(
-            ["git", "-C", str(pkg), "ls-files", "--error-unmatch", "__init__.py"],
-            capture_output=True, text=True, timeout=_GIT_TIMEOUT_S,
-        )
-        if tracked.returncode == 0:
-            out = subprocess.run(
-                ["git", "-C", str(pkg), "describe", "--always", "--dirty"],
-                capture_output=True, text=True, timeout=_GIT_TIMEOUT_S,
-            )
-            if out.returncode == 0 and out.stdout.strip():
-                return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return hrm.__version__
-
-
-_code_version = code_version  # `add` has a parameter of the same name
-
-
 def artifact_id(experiment: str, trial_id: str, step: int) -> str:
     key = f"{experiment}\0{trial_id}\0{int(step)}".encode()
     return hashlib.sha256(key).hexdigest()[:_ID_CHARS]
@@ -156,16 +94,6 @@ def check_name(kind: str, value: str) -> str:
     if not isinstance(value, str) or not _NAME_RE.match(value):
         raise ValueError(f"{kind} {value!r} is not allowed: use {NAME_RULE}")
     return value
-
-
-def _timestamp(value: Any) -> dt.datetime:
-    if value is None:
-        return dt.datetime.now(dt.timezone.utc)
-    if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(value, dt.timezone.utc)
-    raise ValueError(f"created_at must be a datetime, unix seconds or None, got {type(value).__name__}")
 
 
 def _hp_cell(value: Any) -> tuple[Any, pa.DataType]:
@@ -190,32 +118,24 @@ def _is_number(value: Any) -> bool:
 def _ordered(table: pa.Table) -> pa.Table:
     """Fixed columns first, then hp.* and metric.* sorted, then anything else."""
     names = table.column_names
-    base = [n for n in BASE_SCHEMA.names if n in names]
-    hp = sorted(n for n in names if n.startswith(HP))
+    base, hp = [n for n in BASE_SCHEMA.names if n in names], sorted(n for n in names if n.startswith(HP))
     metric = sorted(n for n in names if n.startswith(METRIC))
-    rest = [n for n in names if n not in set(base) | set(hp) | set(metric)]
-    return table.select(base + hp + metric + rest)
+    return table.select(base + hp + metric + [n for n in names if n not in set(base) | set(hp) | set(metric)])
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
     """Tables with different columns as one: missing columns null, clashing types widened, else string."""
-    tables = [t.replace_schema_metadata() for t in tables] or [BASE_SCHEMA.empty_table()]
+    tables = tables or [BASE_SCHEMA.empty_table()]
     try:
         return pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowTypeError, pa.ArrowInvalid):
-        types: dict[str, set[pa.DataType]] = {}
-        for t in tables:
-            for f in t.schema:
-                types.setdefault(f.name, set()).add(f.type)
-        clash = {n for n, ts in types.items() if len(ts - {pa.null()}) > 1}
-        fixed = []
-        for t in tables:
-            for name in clash & set(t.column_names):
-                i = t.schema.get_field_index(name)
-                t = t.set_column(i, name, pa.array([None if v is None else str(v) for v in t[name].to_pylist()],
-                                                   pa.string()))
-            fixed.append(t)
-        return pa.concat_tables(fixed, promote_options="permissive")
+        types: dict[str, set] = {}
+        for f in (f for t in tables for f in t.schema if f.type != pa.null()):
+            types.setdefault(f.name, set()).add(f.type)
+        clash = [n for n, ts in types.items() if len(ts) > 1]
+        tables = [t.cast(pa.schema([pa.field(f.name, pa.string()) if f.name in clash else f for f in t.schema]))
+                  for t in tables]
+        return pa.concat_tables(tables, promote_options="permissive")
 
 
 def _rank(table: pa.Table, column: str, mode: str) -> list[int]:
@@ -233,14 +153,12 @@ def _rank(table: pa.Table, column: str, mode: str) -> list[int]:
     return sorted(range(table.num_rows), key=key)
 
 
-def _check_mode(mode: str) -> None:
+def _check(mode: str, **counts: int) -> None:
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-
-
-def _positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    for name, value in counts.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def metric_columns(rows: pa.Table) -> list[str]:
@@ -252,10 +170,6 @@ def _open(uri: str) -> tuple[pafs.FileSystem, str]:
     if "://" in uri:
         return pafs.FileSystem.from_uri(uri)
     return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
-
-
-# ---------------------------------------------------------------------------
-# the store
 
 
 class ArtifactStore:
@@ -277,9 +191,6 @@ class ArtifactStore:
         self._base = self._base.rstrip("/")
         self.root = root
         self._index = f"{self._base}/index"
-
-    def __repr__(self) -> str:
-        return f"ArtifactStore({self.root!r})"
 
     def exists(self) -> bool:
         return self._fs.get_file_info(self._index).type == pafs.FileType.Directory
@@ -305,17 +216,13 @@ class ArtifactStore:
         return self._uri(versions[-1].path) if versions else None
 
     def _read(self, experiment: str) -> pa.Table:
-        for attempt in range(_READ_TRIES):
+        for _ in range(_READ_TRIES):
             versions = self._versions(experiment)
             if not versions:
                 return BASE_SCHEMA.empty_table()
-            try:
-                with self._fs.open_input_stream(versions[-1].path) as f:  # one request for the file
-                    return pq.read_table(pa.BufferReader(f.read()))
-            except FileNotFoundError:
-                if attempt == _READ_TRIES - 1:
-                    raise
-        raise AssertionError("unreachable")
+            with contextlib.suppress(FileNotFoundError), self._fs.open_input_stream(versions[-1].path) as f:
+                return pq.read_table(pa.BufferReader(f.read()))  # one request for the file
+        raise FileNotFoundError(f"{self.root}: the index of '{experiment}' vanished {_READ_TRIES} times while read")
 
     def experiments(self) -> list[str]:
         infos = self._fs.get_file_info(pafs.FileSelector(self._index, allow_not_found=True))
@@ -329,46 +236,38 @@ class ArtifactStore:
         rows = rows.sort_by([("experiment", "ascending"), ("trial_id", "ascending"), ("step", "ascending")])
         return _ordered(rows)
 
-    def _live(self, experiment: str) -> pa.Table:
-        rows = self.table(experiment)
-        if rows.num_rows == 0:
-            known = ", ".join(self.experiments()) or "none"
-            raise ValueError(f"no artifacts for experiment '{experiment}' in {self.root} (known experiments: {known})")
-        return rows
-
     def _metric_column(self, rows: pa.Table, metric: str, experiment: str) -> str:
         column = metric if metric.startswith(METRIC) else METRIC + metric
         if column not in rows.column_names or rows[column].null_count == rows.num_rows:
             known = [n[len(METRIC):] for n in metric_columns(rows)]
-            raise ValueError(
-                f"unknown metric '{metric}' for experiment '{experiment}' (known metrics: {', '.join(known) or 'none'})"
-            )
+            known = ", ".join(known) or "none"
+            raise ValueError(f"unknown metric '{metric}' for experiment '{experiment}' (known metrics: {known})")
         return column
 
     def best(self, experiment: str, metric: str, k: int = 1, mode: str = "max") -> pa.Table:
         """The top-k rows of `experiment` by `metric` (ties: later step first)."""
-        _check_mode(mode)
-        _positive("k", k)
-        rows = self._live(experiment)
+        _check(mode, k=k)
+        rows = self.table(experiment)
+        if rows.num_rows == 0:
+            known = ", ".join(self.experiments()) or "none"
+            raise ValueError(f"no artifacts for experiment '{experiment}' in {self.root} (known experiments: {known})")
         column = self._metric_column(rows, metric, experiment)
         return rows.take(pa.array(_rank(rows, column, mode)[:k], type=pa.int64()))
 
     def get(self, artifact_id: str) -> dict:
         """One row as a dict (only its own experiment's columns); `artifact_id` may be a unique prefix."""
         if not isinstance(artifact_id, str) or not artifact_id:
-            raise UnknownArtifact("artifact id must be a non-empty string (a full id or a unique prefix)")
+            raise ValueError("artifact id must be a non-empty string (a full id or a unique prefix)")
         found = []
         for exp in self.experiments():
             rows = self._read(exp)
             found += [r for r in rows.to_pylist() if r["artifact_id"].startswith(artifact_id)]
         if not found:
-            raise UnknownArtifact(
-                f"unknown artifact id '{artifact_id}' in {self.root} (`hrm artifacts list` shows the ids)"
-            )
+            raise ValueError(f"unknown artifact id '{artifact_id}' in {self.root} (`hrm artifacts list` shows the ids)")
         if len(found) > 1:
             ids = [r["artifact_id"] for r in found]
-            raise UnknownArtifact(f"artifact id prefix '{artifact_id}' is ambiguous: it matches {', '.join(ids[:5])}"
-                                  + (f" and {len(ids) - 5} more" if len(ids) > 5 else ""))
+            more = f" and {len(ids) - 5} more" if len(ids) > 5 else ""
+            raise ValueError(f"artifact id prefix '{artifact_id}' is ambiguous: it matches {', '.join(ids[:5])}{more}")
         return found[0]
 
     # -- writing (the experiment's driver only) --------------------------------
@@ -402,8 +301,6 @@ class ArtifactStore:
         step: int | None = None,
         eval_round: int | None = None,
         metrics: dict | None = None,
-        code_version: str | None = None,
-        created_at: Any = None,
     ) -> str:
         """Copy `checkpoint_dir` in (once) and write its row; returns the artifact_id (same id when re-added).
 
@@ -444,28 +341,23 @@ class ArtifactStore:
             self._fs.create_dir(folder, recursive=True)  # copy_files does not create it
             pafs.copy_files(src, folder, source_filesystem=src_fs, destination_filesystem=self._fs)
 
-        columns: dict[str, pa.Array] = {
-            "artifact_id": pa.array([aid], pa.string()),
-            "experiment": pa.array([experiment], pa.string()),
-            "trial_id": pa.array([trial_id], pa.string()),
-            "step": pa.array([step], pa.int64()),
-            "eval_round": pa.array([eval_round], pa.int64()),
-            "path": pa.array([self._uri(folder)], pa.string()),
-            "bytes": pa.array([size], pa.int64()),
-            "sha256": pa.array([digest], pa.string()),
-            "created_at": pa.array([_timestamp(created_at)], _TS),
-            "code_version": pa.array([code_version if code_version is not None else _code_version()], pa.string()),
-            "hparams_json": pa.array([json.dumps(hparams, sort_keys=True, default=str)], pa.string()),
-            "metrics_json": pa.array([json.dumps(metrics, sort_keys=True, default=str)], pa.string()),
-        }
+        row = dict(
+            artifact_id=aid, experiment=experiment, trial_id=trial_id, step=step, eval_round=eval_round,
+            path=self._uri(folder), bytes=size, sha256=digest, created_at=dt.datetime.now(dt.timezone.utc),
+            code_version=manifest.get("code_version") or code_version(),  # the code that trained it, if known
+            hparams_json=json.dumps(hparams, sort_keys=True, default=str),
+            metrics_json=json.dumps(metrics, sort_keys=True, default=str),
+        )
+        fields = list(BASE_SCHEMA)
         for name, value in flatten(hparams, HP).items():
-            cell, typ = _hp_cell(value)
-            columns[name] = pa.array([cell], typ)
+            row[name], typ = _hp_cell(value)
+            fields.append(pa.field(name, typ))
         for name, value in metrics.items():
             if _is_number(value):
-                columns[f"{METRIC}{name}"] = pa.array([float(value)], pa.float64())
+                row[METRIC + name] = float(value)
+                fields.append(pa.field(METRIC + name, pa.float64()))
         others = rows.filter(pc.not_equal(rows["artifact_id"], aid)) if rows.num_rows else rows
-        self._write(experiment, _ordered(_concat([others, pa.table(columns)])))
+        self._write(experiment, _ordered(_concat([others, pa.Table.from_pylist([row], pa.schema(fields))])))
         return aid
 
     def prune(
@@ -473,9 +365,7 @@ class ArtifactStore:
     ) -> list[str]:
         """Drop rows not among their trial's best keep_per_trial or the experiment's best keep_per_experiment,
         then delete their folders; returns the dropped ids."""
-        _check_mode(mode)
-        _positive("keep_per_trial", keep_per_trial)
-        _positive("keep_per_experiment", keep_per_experiment)
+        _check(mode, keep_per_trial=keep_per_trial, keep_per_experiment=keep_per_experiment)
         rows = self.table(experiment)
         if rows.num_rows == 0:
             return []
@@ -500,10 +390,8 @@ class ArtifactStore:
         indexed = {self._folder(experiment, r["trial_id"], r["step"]) for r in self.table(experiment).to_pylist()}
         top = f"{self._base}/checkpoints/{check_name('experiment', experiment)}"
         found = self._fs.get_file_info(pafs.FileSelector(top, recursive=True, allow_not_found=True))
-        orphans = sorted(
-            i.path for i in found
-            if i.type == pafs.FileType.Directory and i.base_name.startswith("step_") and i.path not in indexed
-        )
+        orphans = sorted(i.path for i in found if i.type == pafs.FileType.Directory
+                         and i.base_name.startswith("step_") and i.path not in indexed)
         for folder in orphans:
             self._delete_dir(folder)
         return [self._uri(f) for f in orphans]
@@ -538,10 +426,8 @@ class ArtifactStore:
             pafs.copy_files(folder, str(tmp), source_filesystem=self._fs, destination_filesystem=local)
             got = sha256_of(str(tmp / CHECKPOINT_FILE))
             if got != row["sha256"]:
-                raise ValueError(
-                    f"artifact {row['artifact_id']}: checksum mismatch (stored {CHECKPOINT_FILE} has sha256 "
-                    f"{got[:12]}..., index says {row['sha256'][:12]}...)"
-                )
+                raise ValueError(f"artifact {row['artifact_id']}: checksum mismatch (stored {CHECKPOINT_FILE} has "
+                                 f"sha256 {got[:12]}..., index says {row['sha256'][:12]}...)")
             os.replace(tmp, target)  # replaces an empty folder too
         finally:
             if tmp.exists():

@@ -2,17 +2,20 @@
 
 A checkpoint is a folder `step_<N>/` holding `checkpoint.pt` (model, optimiser,
 ACT carry, data-stream position, RNG states, config, metrics), `config.yaml` and
-`manifest.json`: step, eval round, metrics and the size and sha256 of every file.
+`manifest.json`: step, eval round, metrics, the code version that wrote it and
+the size and sha256 of every file.
 The manifest lets callers (the artifact store, the Ray driver) learn a
 checkpoint's step and checksum without unpickling its tensors.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,26 @@ from hrm.config import Config, from_dict, save_config
 CHECKPOINT_FILE = "checkpoint.pt"
 MANIFEST_FILE = "manifest.json"
 _HASH_CHUNK = 1 << 20  # bytes read at a time when hashing (1 MiB)
+_GIT_TIMEOUT_S = 5  # seconds allowed for `git describe`
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """`git describe --always --dirty` of the repository holding the hrm package, else hrm.__version__."""
+    import hrm
+
+    git = ["git", "-C", str(Path(hrm.__file__).resolve().parent)]
+    try:
+        # The package must be tracked there (not an installed copy inside some other repository).
+        if subprocess.run([*git, "ls-files", "--error-unmatch", "__init__.py"], capture_output=True,
+                          timeout=_GIT_TIMEOUT_S).returncode == 0:
+            out = subprocess.run([*git, "describe", "--always", "--dirty"], capture_output=True, text=True,
+                                 timeout=_GIT_TIMEOUT_S)
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return hrm.__version__
 
 
 def sha256_of(path: str, filesystem: pafs.FileSystem | None = None) -> str:
@@ -60,7 +83,8 @@ def write_checkpoint(
     files = {
         p.name: {"bytes": p.stat().st_size, "sha256": sha256_of(str(p))} for p in sorted(tmp.iterdir())
     }
-    manifest = {"step": step, "eval_round": eval_round, "metrics": metrics, "files": files}
+    manifest = {"step": step, "eval_round": eval_round, "metrics": metrics, "code_version": code_version(),
+                "files": files}
     (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
     if final.exists():  # a rerun from an earlier checkpoint reached this step again
         shutil.rmtree(final)
