@@ -19,9 +19,8 @@ from hrm.search import Budget, Scheduler, SearchSpace, hparams, trial_config, tr
 
 
 def connect(address: str | None, budget: Budget, *, prog: str, fix: str, num_cpus: int | None = None) -> bool | None:
-    """Join the Ray at `address` or start a new local one; whether we own (must stop) it.
-    A budget it can never place: on a Ray we started, which will not grow, an error
-    (None: exit 2); on a cluster, whose autoscaler may add nodes, a warning."""
+    """Join the Ray at `address` or start a new local one; whether we own (must stop) it. A budget
+    it can never place is an error (None) on a Ray we started, a warning on a cluster (it may grow)."""
     owns = not ray.is_initialized()  # tests and notebooks connect first
     if owns:
         ray.init(address=address or "local", num_cpus=None if address else num_cpus)
@@ -35,12 +34,12 @@ def connect(address: str | None, budget: Budget, *, prog: str, fix: str, num_cpu
 
 
 def trainer(config: dict[str, Any], b: Budget, **run: Any) -> Any:
-    """A TorchTrainer of `train_worker` over the budget's workers."""
+    """A TorchTrainer of `train_worker` over the budget's workers, keeping 2 checkpoints (so
+    the search driver can copy the one it indexes before Ray deletes it)."""
     from ray.train.torch import TorchTrainer
 
     scaling = ray.train.ScalingConfig(num_workers=b.num_workers, use_gpu=b.gpus_per_worker > 0,
                                       resources_per_worker={"CPU": b.cpus_per_worker, "GPU": b.gpus_per_worker})
-    # Two checkpoints kept, so the search driver can copy the one it indexes before Ray deletes it.
     run_config = ray.train.RunConfig(checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2), **run)
     return TorchTrainer(train_worker, train_loop_config={**config, "cpus_per_worker": b.cpus_per_worker},
                         scaling_config=scaling, run_config=run_config)
@@ -71,14 +70,13 @@ def train_worker(config: dict[str, Any]) -> None:
 
 
 def run_trial(config: dict[str, Any], *, space: SearchSpace, storage: str, name: str) -> None:
-    """Tune function trainable: fits one TorchTrainer on the sampled config."""
+    """Tune function trainable: fits one TorchTrainer on the sampled config. Its TensorBoard
+    events (scalars, pictures, HParams), metrics.jsonl and own checkpoints go beside
+    Tune's files for the trial: one TensorBoard run per trial."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
     ctx = ray.tune.get_context()
-    trial_dir = f"{storage}/{name}/{Path(ctx.get_trial_dir()).name}"
-    local = "://" not in storage
-    # TensorBoard (scalars, pictures, HParams), metrics.jsonl and the run's own
-    # checkpoints: one TensorBoard run per trial, beside Tune's files for it.
+    trial_dir, local = f"{storage}/{name}/{Path(ctx.get_trial_dir()).name}", "://" not in storage
     worker = {"cfg": to_dict(trial_config(space, config)), "hparams": hparams(space, config),
               "out_dir": f"{trial_dir}/hrm" if local else str(Path(ctx.get_trial_dir()) / "hrm"),
               "tensorboard_dir": trial_dir if local else None}
@@ -87,29 +85,26 @@ def run_trial(config: dict[str, Any], *, space: SearchSpace, storage: str, name:
 
 
 class IndexCheckpoints(ray.tune.Callback):
-    """The artifact index's one writer, in the driver: each reported checkpoint is copied
-    into the store once, then the store is pruned to the space's keep rules. Tune calls
-    callbacks one at a time from its event loop, so writes never overlap."""
+    """The artifact index's one writer, in the driver: each reported checkpoint is copied in
+    once, then the store is pruned to the space's keep rules. Tune calls callbacks one at
+    a time from its event loop, so writes never overlap."""
 
     def __init__(self, space: SearchSpace, name: str, storage: str):
         self.space, self.name, self.storage = space, name, storage
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        if "checkpoint_path" not in result:  # TuneReportCallback's key for a reported checkpoint
-            return
-        import pyarrow.fs
-
-        fs = pyarrow.fs.FileSystem.from_uri(self.storage)[0] if "://" in self.storage else None
-        store = ArtifactStore(f"{self.storage}/artifacts")
-        store.add(experiment=self.name, trial_id=trial.trial_id, hparams=hparams(self.space, trial.config),
-                  checkpoint_dir=result["checkpoint_path"], filesystem=fs)
-        store.prune(self.name, self.space.metric, self.space.mode, **dataclasses.asdict(self.space.store))
+        if "checkpoint_path" in result:  # TuneReportCallback's key: a path inside the storage's filesystem
+            scheme = self.storage.split("://")[0] + "://" if "://" in self.storage else ""
+            store = ArtifactStore(f"{self.storage}/artifacts")
+            store.add(experiment=self.name, trial_id=trial.trial_id, hparams=hparams(self.space, trial.config),
+                      checkpoint_dir=scheme + result["checkpoint_path"])
+            store.prune(self.name, self.space.metric, self.space.mode, **dataclasses.asdict(self.space.store))
 
 
 class LiveTable(ray.tune.Callback):
-    """The trial table (`hrm.search.trial_table`), every `every_s` seconds and at the end.
-    Ray 2.60's output engine lists params only for Tune-domain spaces (ours is
-    define-by-run) and at most four inferred metrics, so tune.py turns it off."""
+    """`hrm.search.trial_table` every `every_s` seconds and at the end. Ray 2.60's output
+    engine lists params only for Tune-domain spaces (ours is define-by-run) and at most
+    four inferred metrics, so tune.py turns it off for this one."""
 
     def __init__(self, space: SearchSpace, every_s: float = 20.0):
         self.space, self.every_s, self.last = space, every_s, 0.0
@@ -120,8 +115,8 @@ class LiveTable(ray.tune.Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.last = time.monotonic()
-        print(trial_table(self.space, [(t.trial_id, t.status, t.config, t.last_result or {}) for t in trials]),
-              flush=True)
+        rows = [(t.trial_id, t.status, t.config, t.last_result or {}) for t in trials]
+        print(trial_table(self.space, rows), flush=True)
 
 
 class Search(OptunaSearch):

@@ -5,22 +5,15 @@
 Every `hrm eval` option works; its output (metrics, --out, --render) is the task's.
 """
 
-import argparse
-import os
 import sys
 
-from hrm.cli import main as hrm, make_parser
+from hrm.cli import main as hrm
+from hrm.jobs import evaluate_args
 from hrm.search import Budget
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--gpus", type=float, default=0.0, help="GPUs for the task (it evaluates on CUDA when > 0)")
-    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="Ray to join, e.g. auto (default: local)")
-    args, rest = p.parse_known_args(argv)
-    rest += ["--device", "cuda" if args.gpus > 0 else "cpu"]
-    make_parser().parse_args(["eval", *rest])  # bad options end here (exit 2), before Ray starts
-
+    args, hrm_argv = evaluate_args(argv, __doc__)  # bad options exit 2 here, before Ray starts
     import ray
 
     from ray_jobs.common import connect
@@ -30,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     if owns_ray is None:
         return 2
     try:
-        return ray.get(ray.remote(num_gpus=args.gpus, num_cpus=1)(hrm).remote(["eval", *rest]))
+        return ray.get(ray.remote(num_gpus=args.gpus, num_cpus=1)(hrm).remote(hrm_argv))
     finally:
         if owns_ray:
             ray.shutdown()

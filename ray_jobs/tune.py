@@ -10,18 +10,15 @@ Optuna study is journaled in the experiment folder. --resume unpickles Ray's
 experiment state: resume only from storage you trust.
 """
 
-import argparse
-import dataclasses
 import functools
 import json
 import os
 import sys
 import time
-from pathlib import Path
 
-from hrm.artifacts import check_name
-from hrm.config import ConfigError, anchor_paths, int_at_least
-from hrm.search import SearchSpace, define_by_run, load_space, search_summary
+from hrm.config import ConfigError
+from hrm.jobs import make_private, search_args
+from hrm.search import SearchSpace, define_by_run, search_summary
 
 
 def build_tuner(space: SearchSpace, name: str, storage: str, resume: bool):
@@ -56,34 +53,11 @@ def build_tuner(space: SearchSpace, name: str, storage: str, resume: bool):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--space", default="quickstart", help="search-space YAML or shipped name (default: quickstart)")
-    p.add_argument("--smoke", action="store_true", help="= --space smoke: 4 tiny trials, about 2 minutes on CPU")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a space key")
-    p.add_argument("--name", help="experiment name (default: the space's name)")
-    p.add_argument("--storage", default="runs/tune", help="local folder or s3:// / gs:// URI")
-    p.add_argument("--num-samples", type=int_at_least(1), help="number of trials (overrides budget.num_samples)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted experiment of this name")
-    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="Ray to join, e.g. auto (default: local)")
-    p.add_argument("--num-cpus", type=int_at_least(1), help="CPUs for a local Ray (default: all)")
-    args = p.parse_args(argv)
-    storage = args.storage if "://" in args.storage else str(Path(args.storage).expanduser().resolve())
-    try:  # bad input fails here, before Ray starts
-        edits = args.set + ([f"budget.num_samples={args.num_samples}"] if args.num_samples else [])
-        space = load_space("smoke" if args.smoke else args.space, edits)
-        name = check_name("--name", args.name or space.name)
-        if "://" not in storage and args.resume != Path(storage, name, "tuner.pkl").exists():
-            raise ConfigError(f"experiment {storage}/{name} " + ("does not exist" if args.resume else
-                                                                  "exists: pass --resume or another --name"))
-    except (ConfigError, ValueError) as exc:
+    try:
+        args, space, name, storage = search_args(argv, __doc__)
+    except ConfigError as exc:  # bad input: nothing started, nothing written
         print(f"tune.py: error: {exc}", file=sys.stderr)
         return 2
-    # Trials run in other folders: anchor the dataset cache where the driver runs.
-    space = dataclasses.replace(space, base_config=anchor_paths(space.base_config, Path.cwd()))
-    for folder in [] if "://" in storage else [Path(storage), Path(storage, name)]:
-        if not folder.exists():
-            folder.mkdir(mode=0o700, parents=True)  # new folders are private to the user
-
     import ray
 
     from ray_jobs.common import connect
@@ -94,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
                            "(e.g. --set budget.gpus_per_worker=0), or submit to a cluster.")
     if owns_ray is None:
         return 2
+    make_private(storage, f"{storage}/{name}")
     try:
-        print(f"[tune] experiment {name}: {space.budget.num_samples} trials of {Path(space.base).name}, "
+        print(f"[tune] experiment {name}: {space.budget.num_samples} trials of {space.base}, "
               f"metric {space.metric} ({space.mode}), storage {storage}", flush=True)
         results = build_tuner(space, name, storage, args.resume).fit()
         summary = search_summary(space, name, storage, [(r.metrics or {}, r.error and str(r.error)) for r in results])

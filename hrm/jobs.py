@@ -1,0 +1,94 @@
+"""The command lines of the Ray jobs (ray_jobs/*.py) and every check they make before Ray
+starts, without Ray: a bad input ends here with one line and exit code 2, before any
+cluster work, and `ray_jobs/` keeps only the calls into Ray."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+
+from hrm.artifacts import check_name
+from hrm.config import Config, ConfigError, anchor_paths, int_at_least, load_config
+from hrm.search import Budget, SearchSpace, load_space
+
+
+def _parser(doc: str | None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="Ray to join, e.g. auto (default: local)")
+    return p
+
+
+def storage_root(storage: str) -> str:
+    """A URI as given, a local folder made absolute (Ray wants one or the other)."""
+    return storage if "://" in storage else str(Path(storage).expanduser().resolve())
+
+
+def search_args(argv: list[str] | None, doc: str | None = None) -> tuple[argparse.Namespace, SearchSpace, str, str]:
+    """tune.py's arguments, the validated space (data paths anchored where the driver runs,
+    as trials run in other folders), the checked experiment name and the storage root."""
+    p = _parser(doc)
+    p.add_argument("--space", default="quickstart", help="search-space YAML or shipped name (default: quickstart)")
+    p.add_argument("--smoke", action="store_true", help="= --space smoke: 4 tiny trials, about 2 minutes on CPU")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a space key")
+    p.add_argument("--name", help="experiment name (default: the space's name)")
+    p.add_argument("--storage", default="runs/tune", help="local folder or s3:// / gs:// URI")
+    p.add_argument("--num-samples", type=int_at_least(1), help="number of trials (overrides budget.num_samples)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted experiment (trusted storage only)")
+    p.add_argument("--num-cpus", type=int_at_least(1), help="CPUs for a local Ray (default: all)")
+    args = p.parse_args(argv)
+    edits = args.set + ([f"budget.num_samples={args.num_samples}"] if args.num_samples else [])
+    space = load_space("smoke" if args.smoke else args.space, edits)
+    try:
+        name = check_name("--name", args.name or space.name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    storage = storage_root(args.storage)
+    if "://" not in storage:
+        if args.resume != Path(storage, name, "tuner.pkl").exists():
+            why = "does not exist" if args.resume else "exists: pass --resume or another --name"
+            raise ConfigError(f"experiment {storage}/{name} {why}")
+    return args, dataclasses.replace(space, base_config=anchor_paths(space.base_config, Path.cwd())), name, storage
+
+
+def make_private(*folders: str) -> None:
+    """Create the local folders that do not exist yet, readable by the user alone (they will
+    hold results and Ray's pickled experiment state); URIs are left to the object store."""
+    for folder in map(Path, folders):
+        if "://" not in str(folder) and not folder.exists():
+            folder.mkdir(mode=0o700, parents=True)
+
+
+def train_args(argv: list[str] | None, doc: str | None = None) -> tuple[argparse.Namespace, Config, Budget, str]:
+    """ray_jobs/train.py's arguments, the validated config (data paths anchored here), its
+    worker budget and the storage root."""
+    p = _parser(doc)
+    p.add_argument("--config", required=True, help="YAML file or shipped config name")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--name", help="run name (default: the config's name)")
+    p.add_argument("--storage", default="runs/ray_train")
+    p.add_argument("--num-workers", type=int_at_least(1), default=1)
+    p.add_argument("--cpus-per-worker", type=float, default=1.0)
+    p.add_argument("--gpus-per-worker", type=float, default=0.0)
+    args = p.parse_args(argv)
+    cfg = anchor_paths(load_config(args.config, args.set), Path.cwd())
+    budget = Budget(num_workers=args.num_workers, cpus_per_worker=args.cpus_per_worker,
+                    gpus_per_worker=args.gpus_per_worker)
+    if cfg.train.global_batch_size % args.num_workers:
+        raise ConfigError(f"train.global_batch_size ({cfg.train.global_batch_size}) must be divisible by "
+                          f"--num-workers ({args.num_workers})")
+    return args, cfg, budget, storage_root(args.storage)
+
+
+def evaluate_args(argv: list[str] | None, doc: str | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """ray_jobs/evaluate.py's own arguments and the `hrm eval` arguments it passes on
+    (checked here, by the `hrm` parser, before Ray starts)."""
+    from hrm.cli import make_parser
+
+    p = _parser(doc)
+    p.add_argument("--gpus", type=float, default=0.0, help="GPUs for the task (it evaluates on CUDA when > 0)")
+    args, rest = p.parse_known_args(argv)
+    rest = ["eval", *rest, "--device", "cuda" if args.gpus > 0 else "cpu"]
+    make_parser().parse_args(rest)
+    return args, rest
