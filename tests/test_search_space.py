@@ -313,3 +313,59 @@ def test_trial_config_reports_combinations_the_config_rejects(tmp_path):
         trial_config(space, {"model.num_heads": 8, "model.hidden_size": 136})
     msg = str(err.value)
     assert "combo.yaml: trial config" in msg and "even head dim" in msg and "\n" not in msg
+
+
+def test_store_section_and_what_the_user_watches(tmp_path):
+    from hrm.search import short_names, trial_table
+
+    space = load_space("smoke", ["store.keep_per_trial=3"])
+    assert (space.store.keep_per_trial, space.store.keep_per_experiment) == (3, 5)
+    with pytest.raises(ConfigError, match="store.keep_per_experiment must be >= 1, got 0"):
+        load_space("smoke", ["store.keep_per_experiment=0"])
+    with pytest.raises(ConfigError, match="store"):
+        load_space("smoke", ["store.keep=1"])
+
+    assert short_names(space)["model.H_cycles"] == "H_cycles" and short_names(space)["optim.lr"] == "lr"
+    clash = load_space("smoke", ["params.data.seed={type: int, low: 0, high: 3}",
+                                 "params.train.seed={type: int, low: 0, high: 3}"])
+    assert short_names(clash)["data.seed"] == "data.seed" and short_names(clash)["train.seed"] == "train.seed"
+
+    s = space.scheduler  # smoke: ASHA with max_t 3
+    assert s.stopped_early({"eval_round": 1}) and not s.stopped_early({"eval_round": 3})
+    assert not load_space("smoke", ["scheduler.type=fifo"]).scheduler.stopped_early({"eval_round": 1})
+    table = trial_table(space, [
+        ("t1", "TERMINATED", {"model.H_cycles": 2, "optim.lr": 1e-3}, {"token_accuracy": 0.5, "eval_round": 1}),
+        ("t2", "TERMINATED", {"model.H_cycles": 1}, {"token_accuracy": 0.9, "eval_round": 3}),
+        ("t3", "PENDING", {}, {}),
+    ]).splitlines()
+    assert table[0].split()[:3] == ["trial", "status", "H_cycles"] and "token_accuracy" in table[0]
+    header = table[0].split()
+    assert header.index("token_accuracy") == len(space.params) + 2  # first metric after the params
+    assert table[1].split()[:3] == ["t1", "STOPPED", "2"] and table[2].split()[:2] == ["t2", "TERMINATED"]
+    assert table[3].split()[:3] == ["t3", "PENDING", "-"]
+
+
+def test_job_arguments_are_checked_before_ray(tmp_path, monkeypatch):
+    from hrm.jobs import make_private, search_args, train_args
+
+    monkeypatch.chdir(tmp_path)
+    args, space, name, storage = search_args(["--smoke", "--storage", "st"])
+    assert (name, storage) == ("smoke", str(tmp_path / "st")) and not (tmp_path / "st").exists()
+    assert space.base_config.data.root == str(tmp_path / "data")  # anchored where the driver runs
+    make_private(storage, f"{storage}/{name}")
+    assert oct((tmp_path / "st" / "smoke").stat().st_mode & 0o777) == "0o700"
+    for argv, piece in [
+        (["--smoke", "--name", "../x"], "--name '../x' is not allowed"),
+        (["--smoke", "--name", "a/b"], "--name 'a/b' is not allowed"),
+        (["--smoke", "--resume", "--storage", "st"], "does not exist"),
+        (["--space", "nope"], "search-space file not found"),
+    ]:
+        with pytest.raises(ConfigError, match=piece):
+            search_args(argv)
+    (tmp_path / "st" / "smoke" / "tuner.pkl").write_bytes(b"")
+    with pytest.raises(ConfigError, match="exists: pass --resume"):
+        search_args(["--smoke", "--storage", "st"])
+    with pytest.raises(ConfigError, match="divisible by --num-workers"):
+        train_args(["--config", "quickstart", "--num-workers", "3"])
+    with pytest.raises(ConfigError, match="budget.cpus_per_worker must be >= 0"):
+        train_args(["--config", "quickstart", "--cpus-per-worker", "-1"])

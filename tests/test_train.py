@@ -110,6 +110,30 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert history(run_b, "eval")[-1]["exact_accuracy"] == history(tmp_path / "a" / "run", "eval")[-1]["exact_accuracy"]
 
 
+def test_resume_from_a_checkpoint_folder_elsewhere(tmp_path):
+    """What the Ray worker does: Ray Train hands back a checkpoint folder outside the run
+    folder; training resumes from it bit for bit, and its manifest names its step
+    without loading tensors."""
+    import json
+    import shutil
+
+    full = tiny_config(tmp_path / "a")
+    train(full, log=lambda _m: None)
+    cut = tiny_config(tmp_path / "b")
+    train(cut, log=lambda _m: None)
+    first = checkpoint_dirs(tmp_path / "b" / "run")[0]
+    manifest = json.loads((first / "manifest.json").read_text())
+    assert (manifest["step"], manifest["eval_round"]) == (10, 1) and "exact_accuracy" in manifest["metrics"]
+    assert set(manifest["files"]) == {"checkpoint.pt", "config.yaml"}
+    restored = shutil.copytree(first, tmp_path / "ray_restored")
+    again = tiny_config(tmp_path / "c")
+    train(again, resume_from=restored, log=lambda _m: None)
+    got = history(tmp_path / "c" / "run")
+    assert [r["step"] for r in got] == list(range(11, 21))
+    for a, b in zip(history(tmp_path / "a" / "run")[10:], got):
+        assert a["loss/total"] == b["loss/total"], a["step"]
+
+
 def test_checkpoint_loads_into_a_model_with_the_reported_metrics(tmp_path):
     cfg = tiny_config(tmp_path, keep_checkpoints=1)
     reports = []
