@@ -58,6 +58,7 @@ from hrm.checkpoint import CHECKPOINT_FILE, code_version, read_manifest, sha256_
 _ID_CHARS = 16  # hex chars of sha256 kept in artifact_id (64 bits: collisions need ~4e9 ids)
 _GRACE_S = 600  # a superseded index version outlives its successor this long (for readers still on it)
 _READ_TRIES = 3  # a reader slower than _GRACE_S may find its version gone: list again
+# Reads are single-threaded: a few rows gain nothing from pyarrow's pool (see hrm.cli.exit_now).
 NAME_RULE = "letters, digits and . _ + = @ - (not starting with . _ + = @ -)"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=@-]*$")  # experiment / trial_id: one path segment
 _TS = pa.timestamp("us", tz="UTC")
@@ -162,14 +163,14 @@ def _check(mode: str, **counts: int) -> None:
 
 
 def metric_columns(rows: pa.Table) -> list[str]:
-    """The metric.* columns that hold a value in at least one row."""
-    return [c for c in rows.column_names if c.startswith(METRIC) and rows[c].null_count < rows.num_rows]
+    """The metric.* columns that hold a value, without the counters that are base columns (step, ...)."""
+    return [c for c in rows.column_names if c.startswith(METRIC) and rows[c].null_count < rows.num_rows
+            and c[len(METRIC):] not in BASE_SCHEMA.names]
 
 
 def _open(uri: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+    local = (pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri)))
+    return pafs.FileSystem.from_uri(uri) if "://" in uri else local
 
 
 class ArtifactStore:
@@ -221,7 +222,7 @@ class ArtifactStore:
             if not versions:
                 return BASE_SCHEMA.empty_table()
             with contextlib.suppress(FileNotFoundError), self._fs.open_input_stream(versions[-1].path) as f:
-                return pq.read_table(pa.BufferReader(f.read()))  # one request for the file
+                return pq.read_table(pa.BufferReader(f.read()), use_threads=False)  # one request; no pool
         raise FileNotFoundError(f"{self.root}: the index of '{experiment}' vanished {_READ_TRIES} times while read")
 
     def experiments(self) -> list[str]:

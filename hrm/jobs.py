@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from hrm.artifacts import check_name
+from hrm.cli import exit_now  # noqa: F401 - the jobs end through it too
 from hrm.config import Config, ConfigError, anchor_paths, int_at_least, load_config
 from hrm.search import Budget, SearchSpace, load_space
 

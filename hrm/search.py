@@ -158,7 +158,8 @@ class Budget:
         have = f"the cluster has {total_cpu:g} CPU and {total_gpu:g} GPU on {len(nodes)} node(s)"
         if not any(n.get("CPU", 0.0) + eps >= cpu and n.get("GPU", 0.0) + eps >= gpu for n in nodes):
             big = max(((n.get("CPU", 0.0), n.get("GPU", 0.0)) for n in nodes), default=(0.0, 0.0))
-            return f"{what} needs {want}, but no node can hold one worker (the largest has {big[0]:g} CPU, {big[1]:g} GPU); {have}"
+            largest = f"the largest has {big[0]:g} CPU, {big[1]:g} GPU"
+            return f"{what} needs {want}, but no node can hold one worker ({largest}); {have}"
         if total_cpu + eps < self.trainable_cpus + self.num_workers * cpu or total_gpu + eps < self.num_workers * gpu:
             return f"{what} needs {want}, but {have}"
         return None
@@ -842,7 +843,8 @@ def search_summary(space: SearchSpace, name: str, storage: str, trials: list[tup
         "best_trial": best and best["trial_id"],
         "best_hparams": best and json.loads(best["hparams_json"]),
         "best_metrics": best and json.loads(best["metrics_json"]),
-        "best_artifact": best and {k: v for k, v in best.items() if not k.startswith(("hp.", "metric.", "hparams_", "metrics_"))},
+        "best_artifact": best and {k: v for k, v in best.items()
+                                   if not k.startswith(("hp.", "metric.", "hparams_", "metrics_"))},
         "tensorboard": f"tensorboard --logdir {storage}/{name}",
     }
 

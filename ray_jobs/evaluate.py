@@ -5,10 +5,9 @@
 Every `hrm eval` option works; its output (metrics, --out, --render) is the task's.
 """
 
-import sys
 
 from hrm.cli import main as hrm
-from hrm.jobs import evaluate_args
+from hrm.jobs import evaluate_args, exit_now
 from hrm.search import Budget
 
 
@@ -30,4 +29,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

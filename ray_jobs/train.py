@@ -11,7 +11,7 @@ import json
 import sys
 
 from hrm.config import ConfigError, to_dict
-from hrm.jobs import train_args
+from hrm.jobs import exit_now, train_args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,4 +41,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

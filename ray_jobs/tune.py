@@ -17,7 +17,7 @@ import sys
 import time
 
 from hrm.config import ConfigError
-from hrm.jobs import make_private, search_args
+from hrm.jobs import exit_now, make_private, search_args
 from hrm.search import SearchSpace, define_by_run, search_summary
 
 
@@ -83,4 +83,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

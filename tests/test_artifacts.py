@@ -148,7 +148,7 @@ def test_add_table_best(tmp_path, run):
         store.get(first)
 
 
-def test_rows_come_from_the_checkpoint_manifest(tmp_path, run):
+def test_rows_come_from_the_checkpoint_manifest(tmp_path, run, capsys):
     """The driver passes only a checkpoint folder: step, round, metrics and sha256 come from
     its manifest, read without loading the tensors."""
     store = ArtifactStore(str(tmp_path / "store"))
@@ -158,6 +158,12 @@ def test_rows_come_from_the_checkpoint_manifest(tmp_path, run):
         assert (row["step"], row["eval_round"]) == (metrics["step"], metrics["eval_round"])
         assert json.loads(row["metrics_json"]) == metrics and row["metric.pass@2"] == metrics["pass@2"]
         assert row["sha256"] == hashlib.sha256((Path(path) / "checkpoint.pt").read_bytes()).hexdigest()
+    from hrm.cli import main
+
+    capsys.readouterr()
+    assert main(["artifacts", "list", "--root", str(tmp_path / "store")]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split()
+    assert header.count("step") == 1 and "eval_round" not in header and "pass@2" in header  # counters once
 
 
 def test_readd_replaces_the_row_and_copies_once(tmp_path, run):
