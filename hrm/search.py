@@ -135,11 +135,20 @@ class Budget:
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
     trainable_cpus: float = 0.0
+    # Faults: Ray Train restarts a trial's worker group from its last checkpoint up to
+    # `worker_restarts` times; then Tune restarts the whole trial up to `trial_retries`
+    # times (again from that checkpoint). A trial that always fails runs
+    # (worker_restarts + 1) * (trial_retries + 1) times in all.
+    worker_restarts: int = 2
+    trial_retries: int = 1
 
     def __post_init__(self) -> None:
         for name in ("num_samples", "max_concurrent_trials", "num_workers"):
             if getattr(self, name) < 1:
                 raise SpaceError(f"budget.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("worker_restarts", "trial_retries"):
+            if getattr(self, name) < 0:
+                raise SpaceError(f"budget.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("cpus_per_worker", "gpus_per_worker", "trainable_cpus"):
             if getattr(self, name) < 0:
                 raise SpaceError(f"budget.{name} must be >= 0, got {getattr(self, name)}")

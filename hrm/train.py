@@ -310,6 +310,15 @@ def _diff_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[s
     return out
 
 
+def _check_finite(state: TrainState) -> None:
+    """Raise FloatingPointError if a weight or the puzzle table is NaN or infinite (one pass
+    over the parameters per checkpoint; the loss alone is checked every log_interval)."""
+    bad = [n for n, p in state.model.named_parameters() if not bool(torch.isfinite(p).all())]
+    bad += [n for n, b in state.model.named_buffers() if b.is_floating_point() and not bool(torch.isfinite(b).all())]
+    if bad:
+        raise FloatingPointError(f"non-finite weights at step {state.step} ({', '.join(bad[:3])}): no checkpoint saved")
+
+
 def _write_hparams(writer: Any, hparams: dict[str, Any]) -> None:
     """HParams for TensorBoard in this run itself (SummaryWriter.add_hparams would
     make a sub-run), against the evaluation scalars the loop logs."""
@@ -397,7 +406,8 @@ def train(
     if rt.is_main and cfg.train.tensorboard:
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(tensorboard_dir or out / "tensorboard"))
+        # purge_step: a resumed run hides the events its last life wrote past the checkpoint.
+        writer = SummaryWriter(str(tensorboard_dir or out / "tensorboard"), purge_step=state.step or None)
         if hparams:
             _write_hparams(writer, hparams)
     say(
@@ -459,6 +469,8 @@ def train(
                     image = render(test_split.meta["task"], ex["input"], ex["label"], ex["pred"])
                     writer.add_image(f"predictions/{i}", image, state.step, dataformats="HWC")
                 writer.flush()
+            if t.checkpoint:  # never a checkpoint of broken weights: a resume would only repeat them
+                _check_finite(state)
             ckpt = save_checkpoint(state, out, last_eval) if t.checkpoint else None
             if report is not None:
                 report(dict(last_eval), str(ckpt) if ckpt is not None else None)

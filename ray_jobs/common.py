@@ -40,7 +40,8 @@ def trainer(config: dict[str, Any], b: Budget, **run: Any) -> Any:
 
     scaling = ray.train.ScalingConfig(num_workers=b.num_workers, use_gpu=b.gpus_per_worker > 0,
                                       resources_per_worker={"CPU": b.cpus_per_worker, "GPU": b.gpus_per_worker})
-    run_config = ray.train.RunConfig(checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2), **run)
+    run_config = ray.train.RunConfig(checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+                                     failure_config=ray.train.FailureConfig(max_failures=b.worker_restarts), **run)
     return TorchTrainer(train_worker, train_loop_config={**config, "cpus_per_worker": b.cpus_per_worker},
                         scaling_config=scaling, run_config=run_config)
 

@@ -48,8 +48,9 @@ def build_tuner(space: SearchSpace, name: str, storage: str, resume: bool):
     # verbose=0: LiveTable is the table. Tune's loggers without its TensorBoard one, whose
     # start-up hint names a driver folder without our events (hrm writes the HParams).
     callbacks = [IndexCheckpoints(space, name, storage), LiveTable(space), CSVLoggerCallback(), JsonLoggerCallback()]
-    return tune.Tuner(trainable, tune_config=tune_config,
-                      run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=callbacks))
+    run_config = tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=callbacks,
+                                failure_config=tune.FailureConfig(max_failures=b.trial_retries))
+    return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
 
 
 def main(argv: list[str] | None = None) -> int:

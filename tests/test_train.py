@@ -173,3 +173,26 @@ def test_resuming_a_finished_run_reports_its_final_evaluation(tmp_path):
     metrics = train(cfg, resume=True, log=lambda _m: None, report=lambda m, c: again.append((m, c)))
     assert len(again) == 1 and again[0] == first[-1]
     assert metrics == first[-1][0]
+
+
+def test_no_checkpoint_of_non_finite_weights(tmp_path, monkeypatch):
+    """Weights that turn NaN between two loss checks are caught before the next checkpoint
+    is saved: the run fails with its cause and the last checkpoint on disk is a good one."""
+    import hrm.train as loop
+
+    real_step = loop.train_step
+
+    def poisoning_step(state):
+        sums = real_step(state)
+        if state.step == 15:  # after the step-10 checkpoint, before the loss check at 20
+            with torch.no_grad():
+                next(state.model.parameters()).view(-1)[0] = float("nan")
+        return sums
+
+    monkeypatch.setattr(loop, "train_step", poisoning_step)
+    cfg = tiny_config(tmp_path, log_interval=20)
+    with pytest.raises(FloatingPointError, match="non-finite weights at step 20 .*no checkpoint saved"):
+        train(cfg, log=lambda _m: None)
+    assert [p.name for p in checkpoint_dirs(tmp_path / "run")] == ["step_00000010"]
+    _, _, payload = load_model(checkpoint_dirs(tmp_path / "run")[-1])
+    assert all(bool(torch.isfinite(v).all()) for v in payload["model"].values() if v.is_floating_point())
