@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import multiprocessing
 import threading
@@ -457,3 +458,41 @@ def test_cli(tmp_path, run, capsys, monkeypatch):
         import re
 
         assert re.search(message, err), (message, err)
+
+
+# ---------------------------------------------------------------------------
+# on object storage: a real S3-compatible server on 127.0.0.1
+
+
+@pytest.fixture(scope="module")
+def s3_env(tmp_path_factory):
+    pytest.importorskip("moto")
+    from tests.s3 import start_s3, stop_s3
+
+    server, env = start_s3("hrm", tmp_path_factory.mktemp("s3") / "moto.log")
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield env
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    stop_s3(server)
+
+
+def test_the_store_on_s3(s3_env, tmp_path, run):
+    store = ArtifactStore("s3://hrm/exp-store/artifacts")
+    ids = [put(store, run["ckpt"], "exp", f"t{i % 2}", i, i / 10) for i in range(1, 5)]
+    assert store.prune("exp", "pass@2", keep_per_trial=1) == sorted(ids[:2])
+    assert ids_of(store.table("exp")) == set(ids[2:]) and store.experiments() == ["exp"]
+    row = store.get(ids[3])
+    assert row["path"] == "s3://hrm/exp-store/artifacts/checkpoints/exp/t0/step_00000004" and store.verify(ids[3])
+    assert store.index_file("exp").startswith("s3://hrm/exp-store/artifacts/index/exp/")
+    with store.local_copy(ids[3]) as (folder, _):  # exported and sha256-checked
+        assert (Path(folder) / "checkpoint.pt").read_bytes() == (Path(run["ckpt"]) / "checkpoint.pt").read_bytes()
+    assert store.sweep("exp") == []
+    from hrm.cli import main
+
+    assert main(["artifacts", "best", "--root", "s3://hrm/exp-store/artifacts", "--experiment", "exp",
+                 "--metric", "pass@2", "--json"]) == 0
