@@ -311,7 +311,8 @@ class ArtifactStore:
         check_name("experiment", experiment)
         check_name("trial_id", trial_id)
         src_fs, src = (filesystem, str(checkpoint_dir).rstrip("/")) if filesystem else _open(str(checkpoint_dir))
-        if src_fs.get_file_info(f"{src}/{CHECKPOINT_FILE}").type != pafs.FileType.File:
+        src_file = src_fs.get_file_info(f"{src}/{CHECKPOINT_FILE}")
+        if src_file.type != pafs.FileType.File:
             raise FileNotFoundError(f"checkpoint_dir {checkpoint_dir} has no {CHECKPOINT_FILE}")
         try:
             manifest = read_manifest(src, src_fs)
@@ -335,8 +336,7 @@ class ArtifactStore:
         rows = self._read(experiment)
         old = [r for r in rows.to_pylist() if r["artifact_id"] == aid]
         stored = self._fs.get_file_info(f"{folder}/{CHECKPOINT_FILE}")
-        same = old and old[0]["sha256"] == digest and stored.type == pafs.FileType.File
-        if not (same and stored.size == src_fs.get_file_info(f"{src}/{CHECKPOINT_FILE}").size):
+        if not (old and old[0]["sha256"] == digest and stored.type == pafs.FileType.File and stored.size == src_file.size):
             if self._fs.get_file_info(folder).type != pafs.FileType.NotFound:
                 self._fs.delete_dir(folder)  # a partial copy from a crashed driver
             self._fs.create_dir(folder, recursive=True)  # copy_files does not create it

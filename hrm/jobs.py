@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from hrm.artifacts import check_name
-from hrm.cli import exit_now  # noqa: F401 - the jobs end through it too
+from hrm.cli import exit_now, make_parser  # exit_now: the jobs end through it too
 from hrm.config import Config, ConfigError, anchor_paths, int_at_least, load_config
 from hrm.search import Budget, SearchSpace, load_space
 
@@ -31,7 +31,7 @@ def search_args(argv: list[str] | None, doc: str | None = None) -> tuple[argpars
     as trials run in other folders), the checked experiment name and the storage root."""
     p = _parser(doc)
     p.add_argument("--space", default="quickstart", help="search-space YAML or shipped name (default: quickstart)")
-    p.add_argument("--smoke", action="store_true", help="= --space smoke: 4 tiny trials, about 2 minutes on CPU")
+    p.add_argument("--smoke", action="store_true", help="= --space smoke: 4 tiny trials, about 1.5 minutes on 2 CPU cores")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a space key")
     p.add_argument("--name", help="experiment name (default: the space's name)")
     p.add_argument("--storage", default="runs/tune", help="local folder or s3:// / gs:// URI")
@@ -85,8 +85,6 @@ def train_args(argv: list[str] | None, doc: str | None = None) -> tuple[argparse
 def evaluate_args(argv: list[str] | None, doc: str | None = None) -> tuple[argparse.Namespace, list[str]]:
     """ray_jobs/evaluate.py's own arguments and the `hrm eval` arguments it passes on
     (checked here, by the `hrm` parser, before Ray starts)."""
-    from hrm.cli import make_parser
-
     p = _parser(doc)
     p.add_argument("--gpus", type=float, default=0.0, help="GPUs for the task (it evaluates on CUDA when > 0)")
     args, rest = p.parse_known_args(argv)
