@@ -54,6 +54,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from hrm.checkpoint import CHECKPOINT_FILE, code_version, read_manifest, sha256_of
+from hrm.remote import open_uri as _open
 
 _ID_CHARS = 16  # hex chars of sha256 kept in artifact_id (64 bits: collisions need ~4e9 ids)
 _GRACE_S = 600  # a superseded index version outlives its successor this long (for readers still on it)
@@ -166,11 +167,6 @@ def metric_columns(rows: pa.Table) -> list[str]:
     """The metric.* columns that hold a value, without the counters that are base columns (step, ...)."""
     return [c for c in rows.column_names if c.startswith(METRIC) and rows[c].null_count < rows.num_rows
             and c[len(METRIC):] not in BASE_SCHEMA.names]
-
-
-def _open(uri: str) -> tuple[pafs.FileSystem, str]:
-    local = (pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri)))
-    return pafs.FileSystem.from_uri(uri) if "://" in uri else local
 
 
 class ArtifactStore:

@@ -139,9 +139,12 @@ class ARCConfig:
 class DataConfig:
     task: Literal["sudoku", "maze", "arc"] = "sudoku"
     # Built datasets are cached under root/<task>-<hash of the builder options>;
-    # `path` points at a prebuilt dataset folder instead.
+    # `path` points at a prebuilt dataset folder instead. `share`: a folder or URI every
+    # node reads (searches on object storage default it to <storage>/datasets): a dataset
+    # missing under root is fetched from there, or built and published there.
     root: str = "data"
     path: str | None = None
+    share: str | None = None
     seed: int = 0
     num_train: int | None = 1000
     num_test: int = 1000
@@ -456,7 +459,8 @@ def anchor_paths(cfg: Config, base: str | Path) -> Config:
     """`cfg` with relative data paths made absolute against `base`: Ray workers run in
     other folders, and every trial must find the one dataset cache of the driver."""
     def absolute(p: str | None) -> str | None:
-        return p if p is None or Path(p).is_absolute() else str(Path(base) / p)
+        return p if p is None or "://" in p or Path(p).is_absolute() else str(Path(base) / p)
 
-    data = dataclasses.replace(cfg.data, root=absolute(cfg.data.root), path=absolute(cfg.data.path))
+    data = dataclasses.replace(cfg.data, root=absolute(cfg.data.root), path=absolute(cfg.data.path),
+                               share=absolute(cfg.data.share))
     return dataclasses.replace(cfg, data=data)

@@ -9,10 +9,11 @@ import dataclasses
 import os
 from pathlib import Path
 
-from hrm.artifacts import check_name
+from hrm.artifacts import ArtifactStore, check_name
 from hrm.cli import exit_now, make_parser  # exit_now: the jobs end through it too
-from hrm.config import Config, ConfigError, anchor_paths, int_at_least, load_config
-from hrm.search import Budget, SearchSpace, load_space
+from hrm.config import Config, ConfigError, anchor_paths, int_at_least, load_config, to_dict
+from hrm.remote import check_storage, exists, is_uri
+from hrm.search import Budget, SearchSpace, hparams, load_space
 
 
 def _parser(doc: str | None) -> argparse.ArgumentParser:
@@ -45,12 +46,33 @@ def search_args(argv: list[str] | None, doc: str | None = None) -> tuple[argpars
         name = check_name("--name", args.name or space.name)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    if space.budget.trainable_cpus <= 0:  # Tune refuses a trial that asks for no resources
+        raise ConfigError(f"{space.source}: budget.trainable_cpus must be > 0 in a search (e.g. 0.1), "
+                          f"got {space.budget.trainable_cpus:g}")
     storage = storage_root(args.storage)
-    if "://" not in storage:
-        if args.resume != Path(storage, name, "tuner.pkl").exists():
-            why = "does not exist" if args.resume else "exists: pass --resume or another --name"
-            raise ConfigError(f"experiment {storage}/{name} {why}")
+    check_storage(storage)
+    if args.resume != exists(f"{storage}/{name}/tuner.pkl"):
+        why = "does not exist" if args.resume else "exists: pass --resume or another --name"
+        raise ConfigError(f"experiment {storage}/{name} {why}")
     return args, dataclasses.replace(space, base_config=anchor_paths(space.base_config, Path.cwd())), name, storage
+
+
+def worker_config(cfg: Config, run_dir: str, storage: str, hparams: dict | None = None) -> dict:
+    """What a Ray Train worker is given: the config, the folder its run files are mirrored to
+    (`run_dir`, in the storage: workers write nothing a user needs on their own node) and its
+    HParams. On object storage every node shares the datasets under <storage>/datasets."""
+    if is_uri(storage) and cfg.data.share is None:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, share=f"{storage}/datasets"))
+    return {"cfg": to_dict(cfg), "mirror": run_dir, "hparams": hparams}
+
+
+def index_checkpoint(space: SearchSpace, name: str, storage: str, trial_id: str, params: dict, path: str) -> None:
+    """Copy a trial's reported checkpoint (`path` inside the storage's filesystem, as Ray
+    reports it) into the artifact store, then prune it to the space's keep rules."""
+    store = ArtifactStore(f"{storage}/artifacts")
+    scheme = storage.split("://")[0] + "://" if is_uri(storage) else ""
+    store.add(experiment=name, trial_id=trial_id, hparams=hparams(space, params), checkpoint_dir=scheme + path)
+    store.prune(name, space.metric, space.mode, **dataclasses.asdict(space.store))
 
 
 def make_private(*folders: str) -> None:
@@ -75,10 +97,11 @@ def train_args(argv: list[str] | None, doc: str | None = None) -> tuple[argparse
     args = p.parse_args(argv)
     cfg = anchor_paths(load_config(args.config, args.set), Path.cwd())
     budget = Budget(num_workers=args.num_workers, cpus_per_worker=args.cpus_per_worker,
-                    gpus_per_worker=args.gpus_per_worker)
+                    gpus_per_worker=args.gpus_per_worker, trainable_cpus=0.0)  # no Tune trial around it
     if cfg.train.global_batch_size % args.num_workers:
         raise ConfigError(f"train.global_batch_size ({cfg.train.global_batch_size}) must be divisible by "
                           f"--num-workers ({args.num_workers})")
+    check_storage(storage_root(args.storage))
     return args, cfg, budget, storage_root(args.storage)
 
 

@@ -134,7 +134,7 @@ class Budget:
     num_workers: int = 1
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
-    trainable_cpus: float = 0.0
+    trainable_cpus: float = 0.1  # the Tune trial's own actor (it only waits on its Train workers)
     # Faults: Ray Train restarts a trial's worker group from its last checkpoint up to
     # `worker_restarts` times; then Tune restarts the whole trial up to `trial_retries`
     # times (again from that checkpoint). A trial that always fails runs

@@ -352,6 +352,10 @@ def test_job_arguments_are_checked_before_ray(tmp_path, monkeypatch):
     args, space, name, storage = search_args(["--smoke", "--storage", "st"])
     assert (name, storage) == ("smoke", str(tmp_path / "st")) and not (tmp_path / "st").exists()
     assert space.base_config.data.root == str(tmp_path / "data")  # anchored where the driver runs
+    _, shared, _, _ = search_args(["--smoke", "--storage", "st2", "--set", "overrides.data.share=cache"])
+    assert shared.base_config.data.share == str(tmp_path / "cache")
+    _, shared, _, _ = search_args(["--smoke", "--storage", "st2", "--set", "overrides.data.share=s3://b/d"])
+    assert shared.base_config.data.share == "s3://b/d"  # a URI stays as it is
     make_private(storage, f"{storage}/{name}")
     assert oct((tmp_path / "st" / "smoke").stat().st_mode & 0o777) == "0o700"
     for argv, piece in [
@@ -359,6 +363,7 @@ def test_job_arguments_are_checked_before_ray(tmp_path, monkeypatch):
         (["--smoke", "--name", "a/b"], "--name 'a/b' is not allowed"),
         (["--smoke", "--resume", "--storage", "st"], "does not exist"),
         (["--space", "nope"], "search-space file not found"),
+        (["--smoke", "--set", "budget.trainable_cpus=0"], "budget.trainable_cpus must be > 0 in a search"),
     ]:
         with pytest.raises(ConfigError, match=piece):
             search_args(argv)

@@ -22,9 +22,11 @@ from typing import Any, Callable
 import numpy as np
 
 from hrm.config import ConfigError, DataConfig
+from hrm import remote
 from hrm.data import storage
 
 FORMAT_VERSION = 1
+_PUBLISHED = "published.json"  # written last into a shared copy: it is complete
 
 
 @dataclass(frozen=True)
@@ -181,29 +183,48 @@ def build_dataset(
             **{k: v for k, v in extra.items() if k != "num_puzzle_ids"},
         }
         storage.write_split(storage.split_path(tmp, split), cols, meta)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists() and overwrite:
         shutil.rmtree(out)
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        # Another process renamed the same build into place first: same bytes.
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not storage.split_path(out, "train").exists():
-            raise
+    _move_into_place(tmp, out)
     return out
 
 
+def _move_into_place(tmp: Path, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        # Another process renamed the same dataset into place first: same bytes.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not storage.split_path(out, "train").exists():
+            raise
+
+
 def ensure_dataset(cfg: DataConfig, log: Callable[[str], None] | None = None) -> Path:
-    """The dataset folder for `cfg`, building it first if it is not there yet."""
+    """The dataset folder for `cfg`, building it first if it is not there yet. With
+    `data.share`, a missing dataset is first looked for there (and downloaded), and one
+    built here is published there, so a cluster builds each option set once."""
     log = log or (lambda msg: print(msg, flush=True))
     path = dataset_dir(cfg)
     if all(storage.split_path(path, s).exists() for s in storage.SPLITS):
         return path
     if cfg.path is not None and cfg.sudoku.train_csv is None:
         raise ConfigError(f"data.path {cfg.path} has no train.arrow/test.arrow (build it with `hrm data build`)")
-    log(f"[data] building {cfg.task} dataset into {path}")
+    shared = f"{cfg.share.rstrip('/')}/{path.name}" if cfg.share and cfg.path is None else None
     start = time.monotonic()
+    if shared and remote.exists(f"{shared}/{_PUBLISHED}"):
+        log(f"[data] fetching {cfg.task} dataset {shared} into {path}")
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        remote.download_dir(shared, tmp)
+        _move_into_place(tmp, path)
+        log(f"[data] fetched {path} in {time.monotonic() - start:.1f}s")
+        return path
+    log(f"[data] building {cfg.task} dataset into {path}")
     build_dataset(cfg, path, overwrite=False)
     log(f"[data] built {path} in {time.monotonic() - start:.1f}s")
+    if shared:
+        # The marker goes last: a reader that sees it sees every file (same bytes from any builder).
+        remote.upload_dir(path, shared)
+        remote.write_bytes(f"{shared}/{_PUBLISHED}", json.dumps(builder_options(cfg), sort_keys=True).encode())
+        log(f"[data] published {path.name} to {cfg.share}")
     return path

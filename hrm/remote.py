@@ -1,0 +1,215 @@
+"""Storage given as a path or a URI alike: a local or shared folder, or any object store
+pyarrow reaches (s3://, gs://, hdfs://; `AWS_ENDPOINT_URL` points s3:// at another
+S3-compatible server).
+
+- `check_storage`: one line saying what is wrong with a storage, before any work starts.
+- `Mirror`: a node-local folder kept copied to storage. Object stores cannot append, and
+  TensorBoard and metrics.jsonl grow by appends, so a run writes them on its own node and
+  the mirror uploads what changed; a run resumed on another node pulls them back first.
+- `upload_dir` / `download_dir`: whole folders (the shared dataset cache).
+- `ObjectJournal`: an Optuna journal on such storage.
+
+pyarrow does the transfers; this module only decides which files move.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow.fs as pafs
+
+from hrm.config import ConfigError
+
+
+def is_uri(spec: str) -> bool:
+    return "://" in str(spec)
+
+
+def open_uri(uri: str) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path inside it) for a URI, or the local filesystem and an absolute path."""
+    if is_uri(uri):
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+
+
+def _why(exc: BaseException) -> str:
+    """The useful part of a pyarrow/AWS error, on one line."""
+    text = " ".join(str(exc).split())
+    aws = re.search(r"AWS Error (\w+) during (\w+) operation: ?([^(;]*)", text)
+    if aws:
+        code, op, detail = aws.groups()
+        hint = {"ACCESS_DENIED": " (check the credentials: AWS_ACCESS_KEY_ID / AWS_PROFILE / the node's role)",
+                "NETWORK_CONNECTION": " (is the endpoint right and reachable? AWS_ENDPOINT_URL)"}.get(code, "")
+        return f"{code.lower().replace('_', ' ')} on {op}{': ' + detail.strip() if detail.strip() else ''}{hint}"
+    return text[:300]
+
+
+def check_storage(uri: str, what: str = "--storage") -> None:
+    """Raise ConfigError (one line naming the storage) unless `uri` can be written: the bucket
+    exists and a probe object can be written and deleted; a local folder (or its nearest
+    existing parent) is a writable folder. Leaves nothing but the storage folder itself
+    (on object storage)."""
+    if not is_uri(uri):
+        path = Path(uri).expanduser().resolve()
+        parent = next(p for p in (path, *path.parents) if p.exists())
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise ConfigError(f"{what} {uri}: {parent} is not a folder this user can write")
+        return
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+    except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise ConfigError(f"{what} {uri}: not a folder or a storage URI pyarrow knows (s3://, gs://, hdfs://): "
+                          f"{_why(exc)}") from None
+    bucket = path.split("/")[0]
+    probe = f"{path.rstrip('/')}/.hrm-write-check-{os.getpid()}"
+    try:
+        buckets = type(fs).__name__ in ("S3FileSystem", "GcsFileSystem")
+        if buckets and fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+            raise ConfigError(f"{what} {uri}: bucket '{bucket}' does not exist (create it first)")
+        fs.create_dir(path)  # as the search's first write will (an object store may allow one, not the other)
+        with fs.open_output_stream(probe) as f:
+            f.write(b"ok")
+        fs.delete_file(probe)
+    except OSError as exc:
+        raise ConfigError(f"{what} {uri}: cannot write there: {_why(exc)}") from None
+
+
+def exists(uri: str) -> bool:
+    fs, path = open_uri(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    fs, path = open_uri(uri)
+    if isinstance(fs, pafs.LocalFileSystem):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    with fs.open_output_stream(path) as f:
+        f.write(data)
+
+
+def _put(local: str, fs: pafs.FileSystem, dest: str) -> None:
+    """Copy one local file to `dest`; a reader never sees half of it (an object PUT is atomic;
+    a local copy is written beside and renamed)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        tmp = f"{dest}.tmp-{os.getpid()}"
+        shutil.copyfile(local, tmp)
+        os.replace(tmp, dest)
+    else:
+        pafs.copy_files(local, dest, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+
+
+def _files(fs: pafs.FileSystem, base: str) -> dict[str, int]:
+    """{path relative to base: size} of every file under `base` (none: empty)."""
+    infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    return {i.path[len(base):].lstrip("/"): i.size for i in infos if i.type == pafs.FileType.File}
+
+
+RUN_FILES = ("hrm/", "events.out.tfevents.")  # what a trial's worker writes into the trial's folder
+
+
+class Mirror:
+    """A node-local folder and its copy at `remote` (path or URI). `push` uploads the files
+    that changed since the last push (size or mtime), `pull` downloads the remote files this
+    folder lacks. Only paths starting with one of `only` move (others may share the remote
+    folder: Tune's own files of a trial), and none under a `skip` folder (the run's own
+    checkpoints: Ray Train persists those)."""
+
+    def __init__(self, local: str | os.PathLike, remote: str, *, only: Iterable[str] = ("",),
+                 skip: Iterable[str] = ()):
+        self.local, self.remote = Path(local), remote.rstrip("/")
+        self.only, self.skip = tuple(only), tuple(s.rstrip("/") + "/" for s in skip)
+        self.fs, self.base = open_uri(self.remote)
+        self.sent: dict[str, tuple[int, int]] = {}
+        self.pushed_at = 0.0
+
+    def _keep(self, rel: str) -> bool:
+        return rel.startswith(self.only) and not rel.startswith(self.skip)
+
+    def pull(self) -> int:
+        n = 0
+        for rel in filter(self._keep, _files(self.fs, self.base)):
+            dest = self.local / rel
+            if not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                pafs.copy_files(f"{self.base}/{rel}", str(dest), source_filesystem=self.fs,
+                                destination_filesystem=pafs.LocalFileSystem())
+                st = dest.stat()
+                self.sent[rel] = (st.st_size, st.st_mtime_ns)
+                n += 1
+        return n
+
+    def push(self) -> int:
+        n = 0
+        for folder, _dirs, names in os.walk(self.local):
+            for name in names:
+                path = Path(folder, name)
+                rel = path.relative_to(self.local).as_posix()
+                if not self._keep(rel) or ".tmp" in name:
+                    continue
+                st = path.stat()
+                if self.sent.get(rel) != (st.st_size, st.st_mtime_ns):
+                    _put(str(path), self.fs, f"{self.base}/{rel}")
+                    self.sent[rel] = (st.st_size, st.st_mtime_ns)
+                    n += 1
+        self.pushed_at = time.monotonic()
+        return n
+
+
+def upload_dir(local: str | os.PathLike, remote: str) -> None:
+    fs, base = open_uri(remote)
+    for rel in _files(pafs.LocalFileSystem(), str(Path(local).resolve())):
+        _put(str(Path(local, rel)), fs, f"{base.rstrip('/')}/{rel}")
+
+
+def download_dir(remote: str, local: str | os.PathLike) -> None:
+    fs, base = open_uri(remote)
+    Path(local).mkdir(parents=True, exist_ok=True)
+    pafs.copy_files(base, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+
+
+class ObjectJournal:
+    """An Optuna journal backend on any storage (`JournalStorage(ObjectJournal(uri))`).
+    Object stores cannot append, so each append is one new object `<uri>/<n:08d>.jsonl`
+    holding JournalFileBackend's lines: `cat <uri>/*.jsonl > study.log` is a journal
+    file Optuna opens as it is. One writer only (the search driver, which holds the
+    study): the segments are read once, after that the logs are kept in memory.
+    Duck-typed, since hrm/ does not import Optuna (JournalStorage takes any object with
+    these two methods)."""
+
+    def __init__(self, uri: str):
+        self.uri = uri.rstrip("/")
+        self._logs: list[dict[str, Any]] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled in Tune's searcher state: re-read on restore
+        return {"uri": self.uri}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["uri"])
+
+    def _load(self) -> list[dict[str, Any]]:
+        if self._logs is None:
+            fs, base = open_uri(self.uri)
+            logs: list[dict[str, Any]] = []
+            names = sorted(r for r in _files(fs, base) if r.endswith(".jsonl") and "/" not in r)
+            for rel in names:
+                with fs.open_input_stream(f"{base}/{rel}") as f:
+                    logs += [json.loads(line) for line in f.read().decode().splitlines() if line]
+            self._logs, self._segments = logs, len(names)
+        return self._logs
+
+    def read_logs(self, log_number_from: int) -> list[dict[str, Any]]:
+        return self._load()[log_number_from:]
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        known = self._load()
+        lines = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
+        write_bytes(f"{self.uri}/{self._segments:08d}.jsonl", lines.encode())
+        self._segments += 1
+        known.extend(logs)
