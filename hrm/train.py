@@ -34,9 +34,11 @@ from hrm.model import build_model
 from hrm.model.hrm import HRM, Carry
 from hrm.model.losses import act_loss
 from hrm.optim import AdamATan2, SparseSignSGD, lr_at
+from hrm.remote import Mirror
 from hrm.render import render
 
 Report = Callable[[dict[str, float], "str | None"], None]
+_MIRROR_S = 30.0  # a mirrored run pushes its logs at least this often (and after every evaluation)
 _IMAGES_PER_EVAL = 4  # prediction pictures logged to TensorBoard per evaluation
 
 
@@ -348,6 +350,7 @@ def train(
     log: Callable[[str], None] | None = None,
     tensorboard_dir: str | Path | None = None,
     hparams: dict[str, Any] | None = None,
+    mirror: Mirror | None = None,
 ) -> dict[str, float]:
     """Train `cfg` to the end; returns the last evaluation's metrics.
 
@@ -355,7 +358,10 @@ def train(
     fresh). `resume_from`: continue from this checkpoint folder instead (the Ray
     jobs pass the one Ray Train restored). TensorBoard goes to `out_dir/tensorboard`
     unless `tensorboard_dir` is given (the Tune jobs use the trial's folder);
-    `hparams` are written there for TensorBoard's HParams dashboard.
+    `hparams` are written there for TensorBoard's HParams dashboard. `mirror`: a copy of
+    the run's files (out_dir and tensorboard_dir on this node) kept at its remote: pulled
+    first (a resume on another node continues the same history), pushed every
+    `_MIRROR_S` seconds, after every evaluation (before its report) and at the end.
     """
     rt = resolve_runtime(cfg)
     out = Path(out_dir or cfg.train.out_dir)
@@ -389,6 +395,9 @@ def train(
         restore(state, payload)
         last_eval = dict(payload["metrics"])
         say(f"[train] resumed from {resume_from} at step {state.step}")
+    pulled = mirror.pull() if mirror is not None and rt.is_main else 0
+    if pulled:
+        say(f"[train] pulled {pulled} run file(s) from {mirror.remote}")
     if rt.is_main:
         save_config(cfg, out / "config.yaml")
     # Full-precision, machine-readable history next to the TensorBoard logs.
@@ -407,9 +416,23 @@ def train(
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step: a resumed run hides the events its last life wrote past the checkpoint.
-        writer = SummaryWriter(str(tensorboard_dir or out / "tensorboard"), purge_step=state.step or None)
+        writer = SummaryWriter(str(tensorboard_dir or out / "tensorboard"),
+                               purge_step=state.step if state.step or pulled else None)
         if hparams:
             _write_hparams(writer, hparams)
+
+    def sync(every_s: float = 0.0) -> None:
+        if mirror is not None and rt.is_main and time.monotonic() - mirror.pushed_at >= every_s:
+            if writer is not None:
+                writer.flush()
+            mirror.push()
+
+    sync()
+    if report is not None and resume_from is not None:
+        # Report the checkpoint resumed from once more: a report that died with its node (or
+        # with the driver) still reaches the caller; the artifact index copies a checkpoint
+        # it holds already no second time.
+        report(dict(last_eval), str(resume_from) if rt.is_main else None)
     say(
         f"[train] {sum(p.numel() for p in state.model.parameters()):,} parameters, "
         f"{len(train_split):,} train rows, {len(test_split):,} test rows, {state.total_steps} steps, "
@@ -418,7 +441,6 @@ def train(
 
     t = cfg.train
     eval_batch = t.eval_batch_size or state.local_batch
-    reported = False
     sums: dict[str, torch.Tensor] = {}
     window_steps, window_start = 0, time.monotonic()
     while state.step < state.total_steps:
@@ -440,6 +462,7 @@ def train(
             if writer is not None:
                 for k, v in metrics.items():
                     writer.add_scalar(k, v, state.step)
+            sync(_MIRROR_S)
             sums, window_steps, window_start = {}, 0, time.monotonic()
         if state.step % t.eval_interval == 0 or done:
             state.eval_round += 1
@@ -472,18 +495,15 @@ def train(
             if t.checkpoint:  # never a checkpoint of broken weights: a resume would only repeat them
                 _check_finite(state)
             ckpt = save_checkpoint(state, out, last_eval) if t.checkpoint else None
+            sync()
             if report is not None:
                 report(dict(last_eval), str(ckpt) if ckpt is not None else None)
-                reported = True
             window_start = time.monotonic()  # eval time is not training throughput
-    if report is not None and not reported and resume_from is not None:
-        # Resumed a run that had already finished (e.g. its driver died before
-        # hearing the end): report its final evaluation again, so callers that
-        # wait for a result (Tune) get one.
-        report(dict(last_eval), str(resume_from) if rt.is_main else None)
     if writer is not None:
         writer.close()
     if history is not None:
         history.close()
+    if mirror is not None and rt.is_main:
+        mirror.push()
     return last_eval
 

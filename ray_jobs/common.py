@@ -2,8 +2,8 @@
 (a module of the installed project, so Ray workers import it by name)."""
 
 import contextlib
-import dataclasses
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -13,8 +13,9 @@ import ray.train
 import ray.tune
 from ray.tune.search.optuna import OptunaSearch
 
-from hrm.artifacts import ArtifactStore
-from hrm.config import from_dict, to_dict
+from hrm.config import from_dict
+from hrm.jobs import index_checkpoint, worker_config
+from hrm.remote import RUN_FILES, Mirror
 from hrm.search import Budget, Scheduler, SearchSpace, hparams, trial_config, trial_table
 
 
@@ -64,23 +65,25 @@ def train_worker(config: dict[str, Any]) -> None:
         sys.stdout.flush()
 
     restored = ray.train.get_checkpoint()  # after a worker-group restart or a Tune restore
-    with restored.as_directory() if restored else contextlib.nullcontext() as resume_from:
-        train(from_dict(config["cfg"]), out_dir=config["out_dir"], resume=True, resume_from=resume_from,
+    # The run folder is node-local scratch, mirrored to the storage (checkpoints go through
+    # Ray Train's report): a worker group on any node writes where the user looks.
+    with restored.as_directory() if restored else contextlib.nullcontext() as resume_from, \
+            tempfile.TemporaryDirectory(prefix="hrm-run-") as scratch:
+        train(from_dict(config["cfg"]), out_dir=f"{scratch}/hrm", resume=True, resume_from=resume_from,
               report=report, log=say if ray.train.get_context().get_world_rank() == 0 else (lambda _m: None),
-              tensorboard_dir=config.get("tensorboard_dir"), hparams=config.get("hparams"))
+              tensorboard_dir=scratch, hparams=config.get("hparams"),
+              mirror=Mirror(scratch, config["mirror"], only=RUN_FILES, skip=["hrm/checkpoints"]))
 
 
 def run_trial(config: dict[str, Any], *, space: SearchSpace, storage: str, name: str) -> None:
     """Tune function trainable: fits one TorchTrainer on the sampled config. Its TensorBoard
-    events (scalars, pictures, HParams), metrics.jsonl and own checkpoints go beside
-    Tune's files for the trial: one TensorBoard run per trial."""
+    events (scalars, pictures, HParams) and hrm/metrics.jsonl go into Tune's folder for the
+    trial in the storage: one TensorBoard run per trial."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
     ctx = ray.tune.get_context()
-    trial_dir, local = f"{storage}/{name}/{Path(ctx.get_trial_dir()).name}", "://" not in storage
-    worker = {"cfg": to_dict(trial_config(space, config)), "hparams": hparams(space, config),
-              "out_dir": f"{trial_dir}/hrm" if local else str(Path(ctx.get_trial_dir()) / "hrm"),
-              "tensorboard_dir": trial_dir if local else None}
+    worker = worker_config(trial_config(space, config), f"{storage}/{name}/{Path(ctx.get_trial_dir()).name}",
+                           storage, hparams(space, config))
     trainer(worker, space.budget, name=ctx.get_trial_id(), storage_path=f"{storage}/{name}/train",
             callbacks=[TuneReportCallback()]).fit()
 
@@ -95,11 +98,7 @@ class IndexCheckpoints(ray.tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "checkpoint_path" in result:  # TuneReportCallback's key: a path inside the storage's filesystem
-            scheme = self.storage.split("://")[0] + "://" if "://" in self.storage else ""
-            store = ArtifactStore(f"{self.storage}/artifacts")
-            store.add(experiment=self.name, trial_id=trial.trial_id, hparams=hparams(self.space, trial.config),
-                      checkpoint_dir=scheme + result["checkpoint_path"])
-            store.prune(self.name, self.space.metric, self.space.mode, **dataclasses.asdict(self.space.store))
+            index_checkpoint(self.space, self.name, self.storage, trial.trial_id, trial.config, result["checkpoint_path"])
 
 
 class LiveTable(ray.tune.Callback):

@@ -10,8 +10,8 @@ process with the same global batch.
 import json
 import sys
 
-from hrm.config import ConfigError, to_dict
-from hrm.jobs import exit_now, train_args
+from hrm.config import ConfigError
+from hrm.jobs import exit_now, train_args, worker_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     name = args.name or cfg.name
     try:
-        result = trainer({"cfg": to_dict(cfg), "out_dir": f"{storage}/{name}/hrm"}, budget, name=name,
+        result = trainer(worker_config(cfg, f"{storage}/{name}", storage), budget, name=name,
                          storage_path=storage).fit()
     finally:
         if owns_ray:

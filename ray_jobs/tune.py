@@ -18,13 +18,13 @@ import time
 
 from hrm.config import ConfigError
 from hrm.jobs import exit_now, make_private, search_args
+from hrm.remote import ObjectJournal
 from hrm.search import SearchSpace, define_by_run, search_summary
 
 
 def build_tuner(space: SearchSpace, name: str, storage: str, resume: bool):
     import optuna
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -36,7 +36,7 @@ def build_tuner(space: SearchSpace, name: str, storage: str, resume: bool):
     trainable = tune.with_resources(trainable, {"CPU": space.budget.trainable_cpus})
     if resume:
         return tune.Tuner.restore(f"{storage}/{name}", trainable=trainable, resume_errored=True)
-    journal = None if "://" in storage else JournalStorage(JournalFileBackend(f"{storage}/{name}/optuna-journal.log"))
+    journal = JournalStorage(ObjectJournal(f"{storage}/{name}/optuna-journal"))  # segments: `cat` them to open
     searcher = Search(space=functools.partial(define_by_run, space), metric=space.metric, mode=space.mode,
                       sampler=optuna.samplers.TPESampler(seed=space.seed), study_name=name, storage=journal,
                       hrm_scheduler=space.scheduler)

@@ -56,6 +56,7 @@ def test_smoke_search_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
     from hrm.data.build import ensure_dataset
     from hrm.data.loader import Split
     from hrm.evaluate import evaluate
+    from hrm.remote import ObjectJournal
     from ray_jobs import tune
 
     storage = tmp_path / "storage"
@@ -102,7 +103,7 @@ def test_smoke_search_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
         assert b"eval/pass@2" in tags["_hparams_/experiment"]
 
     # The Optuna study tells ASHA's cuts (PRUNED) from trials that ran to the end.
-    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(exp / "optuna-journal.log")))
+    journal = optuna.storages.JournalStorage(ObjectJournal(str(exp / "optuna-journal")))
     states = [t.state for t in optuna.load_study(study_name="smoke", storage=journal).trials]
     assert states.count(optuna.trial.TrialState.PRUNED) == summary["stopped_early"]
     assert states.count(optuna.trial.TrialState.COMPLETE) == summary["trials"] - summary["stopped_early"]
