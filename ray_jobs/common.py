@@ -98,7 +98,8 @@ class IndexCheckpoints(ray.tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "checkpoint_path" in result:  # TuneReportCallback's key: a path inside the storage's filesystem
-            index_checkpoint(self.space, self.name, self.storage, trial.trial_id, trial.config, result["checkpoint_path"])
+            index_checkpoint(self.space, self.name, self.storage, trial.trial_id, trial.config,
+                             result["checkpoint_path"])
 
 
 class LiveTable(ray.tune.Callback):

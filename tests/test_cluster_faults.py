@@ -138,7 +138,8 @@ def test_search_on_s3_killed_driver_resumes_from_the_bucket(s3, tmp_path):
 
     from hrm.remote import ObjectJournal
 
-    study = optuna.load_study(study_name="s3", storage=optuna.storages.JournalStorage(ObjectJournal("s3://bkt/hrm/s3/optuna-journal")))
+    journal = optuna.storages.JournalStorage(ObjectJournal("s3://bkt/hrm/s3/optuna-journal"))
+    study = optuna.load_study(study_name="s3", storage=journal)
     assert len(study.trials) >= 3
 
     # The index, from the bucket: no checkpoint twice; the CLI reads and exports from it.
@@ -241,7 +242,8 @@ def test_private_worker_node_then_its_loss(s3, tmp_path, monkeypatch):
         search = subprocess.Popen(cmd, env={**_env(), "RAY_AUTH_MODE": "token"}, cwd=driver,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         _wait_for_index("s3://bkt/ns/artifacts/index", search)
-        (worker,) = list_actors(address=address, filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+        alive = [("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]
+        (worker,) = list_actors(address=address, filters=alive)
         assert worker.node_id != head_id  # the trial's worker is on the private node
         ray.kill(blocker)
         _kill(second, signal.SIGKILL)  # the node is preempted mid-trial

@@ -103,7 +103,8 @@ def test_optuna_study_journaled_on_object_storage(s3, tmp_path):
     reloaded = optuna.load_study(study_name="s", storage=again)
     assert [t.params for t in reloaded.trials] == [t.params for t in study.trials]
     reloaded.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=1)
-    assert len(optuna.load_study(study_name="s", storage=JournalStorage(ObjectJournal("s3://bkt/j/journal"))).trials) == 6
+    third = JournalStorage(ObjectJournal("s3://bkt/j/journal"))
+    assert len(optuna.load_study(study_name="s", storage=third).trials) == 6
     # Its segments, concatenated, are a journal file Optuna opens as it is.
     import pyarrow.fs as pafs
 

@@ -21,8 +21,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from hrm.config import ConfigError, DataConfig
 from hrm import remote
+from hrm.config import ConfigError, DataConfig
 from hrm.data import storage
 
 FORMAT_VERSION = 1
