@@ -4,6 +4,8 @@ pyarrow's `FileSystem.from_uri("s3://...")` (and so the artifact store and Ray's
 storage) honours AWS_ENDPOINT_URL, so code under test talks to it unchanged.
 """
 
+import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -38,6 +40,24 @@ def start_s3(bucket: str, log: Path) -> tuple[subprocess.Popen, dict[str, str]]:
     return server, env
 
 
+@contextlib.contextmanager
+def s3_in_environ(bucket: str, log: Path):
+    """The server, with `bucket`, reachable through os.environ while it runs (so pyarrow here
+    and the Ray nodes and workers started meanwhile, which inherit it, use it); restored after."""
+    server, env = start_s3(bucket, log)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        stop_s3(server)
+
+
 def stop_s3(server: subprocess.Popen) -> None:
     server.terminate()
     try:
@@ -47,4 +67,4 @@ def stop_s3(server: subprocess.Popen) -> None:
         server.wait(timeout=30)
 
 
-__all__ = ["start_s3", "stop_s3"]
+__all__ = ["s3_in_environ", "start_s3", "stop_s3"]

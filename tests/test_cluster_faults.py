@@ -29,7 +29,7 @@ import pytest
 ray = pytest.importorskip("ray")
 pafs = pytest.importorskip("pyarrow.fs")
 
-from tests.s3 import start_s3, stop_s3  # noqa: E402
+from tests.s3 import s3_in_environ  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -42,13 +42,8 @@ pytestmark = pytest.mark.slow
 def s3(tmp_path_factory):
     """A bucket `bkt`; its credentials and endpoint in os.environ, so Ray nodes started by
     these tests (and their workers) inherit them, as cluster nodes get theirs from the host."""
-    server, env = start_s3("bkt", tmp_path_factory.mktemp("moto") / "moto.log")
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield env
-    for k, v in saved.items():
-        os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-    stop_s3(server)
+    with s3_in_environ("bkt", tmp_path_factory.mktemp("moto") / "moto.log") as env:
+        yield env
 
 
 def _env() -> dict[str, str]:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.ray_api import wait_for_api
+
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -76,7 +78,7 @@ def head(tmp_path_factory):
     url = f"http://127.0.0.1:{dash}"
     temp = None
     try:
-        _wait_for_api(url, procs[0], tmp_path / "head.log")
+        wait_for_api(url, procs[0], tmp_path / "head.log")
         # A joining node needs the cluster's token too, as in cluster/*.yaml. It
         # gets its own temp dir, as a separate machine would: sharing the head's,
         # it garbage-collected the unpacked --working-dir that the job driver runs
@@ -101,22 +103,6 @@ def head(tmp_path_factory):
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
     assert not ray_is_running(), "Ray processes outlived the nodes"
-
-
-def _wait_for_api(url: str, proc: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"ray start exited: {log_path.read_text()[-2000:]}")
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except OSError as exc:
-            # With token authentication the API answers 401 to us: it is up.
-            if getattr(exc, "code", None) in (401, 403):
-                return
-            time.sleep(1)
-    pytest.fail("the dashboard / job API did not come up")
 
 
 def ray_is_running() -> bool:

@@ -44,11 +44,12 @@ import sysconfig
 import tempfile
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.ray_api import wait_for_api
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -231,20 +232,6 @@ def _override(key: Path, ssh_port: int) -> dict:
     return config
 
 
-def _wait_for_api(deadline_s: float = 120) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(DASHBOARD, timeout=2)
-            return
-        except OSError as exc:
-            # With token authentication the API answers 401 to us: it is up.
-            if getattr(exc, "code", None) in (401, 403):
-                return
-            time.sleep(1)
-    pytest.fail("the head's dashboard / job API did not come up")
-
-
 def _job_status(job_id: str, env: dict[str, str], timeout_s: float) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -304,7 +291,7 @@ def test_ray_up_onprem_yaml_runs_the_smoke_search(tmp_path):
         assert up.returncode == 0, up.stdout[-6000:] + up.stderr[-3000:]
         # The head runs as USER, none of it as root.
         assert _pids("-u", USER, "-x", "gcs_server") and not _pids("-u", "root", "-x", "gcs_server")
-        _wait_for_api()
+        wait_for_api(DASHBOARD)
 
         job_env = {**env, "RAY_AUTH_MODE": "token"}  # the client sends ~/.ray/auth_token
         submit = subprocess.run(

@@ -14,23 +14,15 @@ import pytest
 
 from hrm.config import ConfigError
 from hrm.remote import RUN_FILES, Mirror, ObjectJournal, check_storage, exists, write_bytes
-from tests.s3 import start_s3, stop_s3
+from tests.s3 import s3_in_environ
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    server, env = start_s3("bkt", tmp_path_factory.mktemp("moto") / "moto.log")
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield env
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    stop_s3(server)
+    with s3_in_environ("bkt", tmp_path_factory.mktemp("moto") / "moto.log") as env:
+        yield env
 
 
 def test_good_storage_passes_and_leaves_nothing(s3, tmp_path):
