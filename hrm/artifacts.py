@@ -53,7 +53,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from hrm.checkpoint import CHECKPOINT_FILE, code_version, read_manifest, sha256_of
+from hrm.checkpoint import CHECKPOINT_FILE, CheckpointError, code_version, read_manifest, sha256_of, verify_checkpoint
 from hrm.remote import open_uri as _open
 
 _ID_CHARS = 16  # hex chars of sha256 kept in artifact_id (64 bits: collisions need ~4e9 ids)
@@ -400,12 +400,13 @@ class ArtifactStore:
     # -- checkpoints ---------------------------------------------------------
 
     def verify(self, artifact_id: str) -> bool:
-        """True iff the stored checkpoint.pt exists and matches the row's sha256."""
+        """True iff the stored folder passes its manifest's checks and checkpoint.pt has the row's sha256."""
         row = self.get(artifact_id)
-        file = f"{self._folder(row['experiment'], row['trial_id'], row['step'])}/{CHECKPOINT_FILE}"
-        if self._fs.get_file_info(file).type != pafs.FileType.File:
+        try:
+            verify_checkpoint(self._folder(row["experiment"], row["trial_id"], row["step"]), self._fs, row["sha256"])
+            return True
+        except CheckpointError:
             return False
-        return sha256_of(file, self._fs) == row["sha256"]
 
     def export(self, artifact_id: str, dest: str) -> str:
         """Copy the checkpoint folder to the local folder `dest` (new or empty), verify sha256; returns dest."""
@@ -421,10 +422,11 @@ class ArtifactStore:
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
             pafs.copy_files(folder, str(tmp), source_filesystem=self._fs, destination_filesystem=local)
-            got = sha256_of(str(tmp / CHECKPOINT_FILE))
-            if got != row["sha256"]:
-                raise ValueError(f"artifact {row['artifact_id']}: checksum mismatch (stored {CHECKPOINT_FILE} has "
-                                 f"sha256 {got[:12]}..., index says {row['sha256'][:12]}...)")
+            try:
+                verify_checkpoint(str(tmp), sha256=row["sha256"])
+            except CheckpointError as exc:  # name the stored copy, not our temporary one
+                raise CheckpointError(f"artifact {row['artifact_id']}: " + str(exc).replace(str(tmp), self._uri(folder)))
+
             os.replace(tmp, target)  # replaces an empty folder too
         finally:
             if tmp.exists():

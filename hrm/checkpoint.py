@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from hrm.config import Config, from_dict, save_config
+from hrm.config import Config, ConfigError, from_dict, save_config
 
 CHECKPOINT_FILE = "checkpoint.pt"
 MANIFEST_FILE = "manifest.json"
@@ -94,24 +94,68 @@ def write_checkpoint(
     return final
 
 
+class CheckpointError(ConfigError):
+    """A checkpoint that is missing, damaged or not one of ours; the message is one line."""
+
+
 def read_manifest(folder: str, filesystem: pafs.FileSystem | None = None) -> dict[str, Any]:
     """The manifest of a checkpoint folder (local path, or a path on `filesystem`)."""
     fs = filesystem or pafs.LocalFileSystem()
     try:
         with fs.open_input_stream(f"{str(folder).rstrip('/')}/{MANIFEST_FILE}") as f:
-            return json.loads(f.read())
+            manifest = json.loads(f.read())
     except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint {folder} has no {MANIFEST_FILE}") from None
+        raise CheckpointError(f"checkpoint {folder}: no {MANIFEST_FILE} (not a checkpoint folder hrm wrote)") from None
+    except (ValueError, UnicodeDecodeError):
+        raise CheckpointError(f"checkpoint {folder}: {MANIFEST_FILE} is not JSON") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) \
+            or CHECKPOINT_FILE not in manifest["files"]:
+        raise CheckpointError(f"checkpoint {folder}: {MANIFEST_FILE} does not list {CHECKPOINT_FILE}")
+    return manifest
+
+
+def verify_checkpoint(folder: str, filesystem: pafs.FileSystem | None = None,
+                      sha256: str | None = None) -> dict[str, Any]:
+    """The manifest of a checkpoint folder once every file it lists has its size and sha256
+    (and checkpoint.pt the `sha256` an artifact index holds, if given); else CheckpointError
+    naming the file. The one check of checkpoints: on load, on resume and in the store."""
+    fs = filesystem or pafs.LocalFileSystem()
+    folder = str(folder).rstrip("/")
+    manifest = read_manifest(folder, fs)
+    if sha256 is not None and manifest["files"][CHECKPOINT_FILE].get("sha256") != sha256:
+        raise CheckpointError(f"checkpoint {folder}: its manifest and the artifact index disagree on "
+                              f"{CHECKPOINT_FILE}'s sha256")
+    for name, want in sorted(manifest["files"].items()):
+        info = fs.get_file_info(f"{folder}/{name}")
+        if info.type != pafs.FileType.File:
+            raise CheckpointError(f"checkpoint {folder}: {name} is missing")
+        if want.get("bytes") is not None and info.size != want["bytes"]:
+            raise CheckpointError(f"checkpoint {folder}: {name} has {info.size} bytes, its manifest says "
+                                  f"{want['bytes']} (truncated or replaced)")
+        if sha256_of(f"{folder}/{name}", fs) != want.get("sha256"):
+            raise CheckpointError(f"checkpoint {folder}: {name} fails its sha256 check (damaged)")
+    return manifest
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """The payload of a checkpoint folder (or its checkpoint.pt), verified against its manifest."""
     import torch
 
     path = Path(path)
-    file = path / CHECKPOINT_FILE if path.is_dir() else path
-    if not file.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(file, map_location=map_location, weights_only=True)
+    folder = path if path.is_dir() else path.parent
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}")
+    if not path.is_dir() and path.name != CHECKPOINT_FILE:
+        raise CheckpointError(f"{path} is not a checkpoint: give a checkpoint folder (with {CHECKPOINT_FILE})")
+    verify_checkpoint(str(folder))
+    try:
+        payload = torch.load(folder / CHECKPOINT_FILE, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a file it cannot read
+        raise CheckpointError(f"checkpoint {folder}: {CHECKPOINT_FILE} cannot be read ({type(exc).__name__})") from None
+    missing = [k for k in ("model", "config", "task", "step") if not isinstance(payload, dict) or k not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint {folder}: {CHECKPOINT_FILE} lacks {', '.join(missing)}")
+    return payload
 
 
 def load_model(path: str | Path, device: Any = "cpu"):

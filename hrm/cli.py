@@ -32,6 +32,13 @@ class UsageError(Exception):
     """Bad command-line input (exit code 2)."""
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (argparse prints the whole usage first)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config", required=True, help=f"YAML file or a shipped config name ({', '.join(builtin_configs())})"
@@ -63,10 +70,15 @@ def _cmd_model_info(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from hrm.train import train
 
+    from hrm.remote import check_folder
+
     cfg = load_config(args.config, args.set)
     out = args.out or cfg.train.out_dir
     if args.resume and not Path(out).exists():
         raise UsageError(f"--resume: run folder {out} does not exist")
+    check_folder("--out" if args.out else "train.out_dir", out)
+    if cfg.data.path is None:
+        check_folder("data.root", cfg.data.root)
     metrics = train(cfg, out_dir=out, resume=args.resume)
     print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}))
     return 0
@@ -74,9 +86,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from hrm.evaluate import evaluate_checkpoint, result_files, write_json
+    from hrm.remote import check_folder
 
     if args.checkpoint and not Path(args.checkpoint).exists():
         raise UsageError(f"--checkpoint {args.checkpoint} does not exist")
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device cuda: no CUDA device here (torch {torch.__version__}); use --device cpu")
+    for flag in ("out", "render"):
+        if getattr(args, flag):
+            check_folder(f"--{flag}", getattr(args, flag))
+    if args.data and not Path(args.data).is_dir():
+        raise UsageError(f"--data {args.data} is not a dataset folder")
     with _store(args).local_copy(args.artifact) if args.artifact else contextlib.nullcontext() as found:
         result, split = evaluate_checkpoint(
             found[0] if found else args.checkpoint, data=args.data, split=args.split, device=args.device,
@@ -101,7 +124,7 @@ _DEFAULT_AUG = {"sudoku": 1000, "maze": 0, "arc": 1000}
 
 
 def _cmd_data_build(args: argparse.Namespace) -> int:
-    from hrm.data.build import build_dataset, dataset_dir
+    from hrm.data.build import DATASET_FILES, build_dataset, dataset_dir
 
     if args.config:
         cfg = load_config(args.config, args.set).data
@@ -136,6 +159,13 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
     if args.out:
         cfg = replace(cfg, path=args.out)
     out = dataset_dir(cfg)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    theirs = sorted(p.name for p in out.iterdir() if p.name not in DATASET_FILES) if out.is_dir() else []
+    if theirs and not args.force:
+        raise UsageError(f"--out {out} holds files that are not a dataset's ({', '.join(theirs[:3])}"
+                         f"{', ...' if len(theirs) > 3 else ''}): choose an empty or new folder, or pass --force "
+                         f"to write train.arrow and test.arrow beside them")
     build_dataset(cfg, out)
     print(json.dumps({"path": str(out)}))
     return 0
@@ -252,7 +282,7 @@ def _add_artifacts_cli(subparsers) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hrm", description="Hierarchical Reasoning Models")
+    parser = Parser(prog="hrm", description="Hierarchical Reasoning Models")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("model-info", help="parameters, puzzle-table rows and FLOPs of a config (JSON)")
@@ -288,6 +318,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="build the dataset a train config describes")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", help="output folder (default: <root>/<task>-<options hash>)")
+    p.add_argument("--force", action="store_true", help="build into an --out that holds other files (kept)")
     p.add_argument("--root", default="data")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-train", type=int_at_least(1), default=1000, help="sudoku/maze: puzzles in the train split")

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
+import math
 import re
 import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
@@ -26,43 +28,88 @@ class ConfigError(ValueError):
     """A config problem; the message is one line meant for the user."""
 
 
+@dataclass(frozen=True)
+class Range:
+    """A field's bounds, declared beside it: `x: Annotated[float, Range(gt=0)]`. Every float
+    field must also be finite. `checked(obj, section)` enforces both for any dataclass."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def why(self, v: float) -> str | None:
+        """None if `v` is within the bounds, else what is allowed ("in [0, 1]", ">= 1")."""
+        ok = ((self.ge is None or v >= self.ge) and (self.gt is None or v > self.gt)
+              and (self.le is None or v <= self.le) and (self.lt is None or v < self.lt))
+        if ok:
+            return None
+        lo = f"[{self.ge:g}" if self.ge is not None else f"({self.gt:g}" if self.gt is not None else ""
+        hi = f"{self.le:g}]" if self.le is not None else f"{self.lt:g})" if self.lt is not None else ""
+        if lo and hi:
+            return f"in {lo}, {hi}"
+        return f"{'>=' if lo[0] == '[' else '>'} {lo[1:]}" if lo else f"{'<=' if hi[-1] == ']' else '<'} {hi[:-1]}"
+
+
+AtLeast1 = Annotated[int, Range(ge=1)]
+NonNeg = Annotated[float, Range(ge=0)]
+
+
+@functools.cache
+def _bounds(cls: type) -> dict[str, tuple[Range | None, bool]]:
+    """field name -> (its Range or None, whether it holds floats)."""
+    out = {}
+    for name, tp in typing.get_type_hints(cls, include_extras=True).items():
+        ranges = [m for m in getattr(tp, "__metadata__", ()) if isinstance(m, Range)]
+        base = typing.get_args(tp)[0] if ranges else tp
+        floats = base is float or float in typing.get_args(base)
+        out[name] = (ranges[0] if ranges else None, floats)
+    return out
+
+
+def checked(obj: Any, section: str, error: type[ConfigError] = ConfigError) -> None:
+    """Raise ConfigError naming `section.field` if a field is out of its declared Range or a
+    float field is not finite (NaN and infinities are never meant)."""
+    for name, (bounds, floats) in _bounds(type(obj)).items():
+        v = getattr(obj, name)
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        if floats and not math.isfinite(v):
+            raise error(f"{section}.{name} must be a finite number, got {v}")
+        why = bounds.why(v) if bounds else None
+        if why:
+            raise error(f"{section}.{name} must be {why}, got {v:g}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     arch: Literal["hrm"] = "hrm"
-    hidden_size: int = 512
-    num_heads: int = 8
-    expansion: float = 4.0
-    H_layers: int = 4
-    L_layers: int = 4
-    H_cycles: int = 2
-    L_cycles: int = 2
-    halt_max_steps: int = 16
-    halt_exploration_prob: float = 0.1
+    hidden_size: AtLeast1 = 512
+    num_heads: AtLeast1 = 8
+    expansion: Annotated[float, Range(gt=0)] = 4.0
+    H_layers: AtLeast1 = 4
+    L_layers: AtLeast1 = 4
+    H_cycles: AtLeast1 = 2
+    L_cycles: AtLeast1 = 2
+    halt_max_steps: AtLeast1 = 16
+    halt_exploration_prob: Annotated[float, Range(ge=0, le=1)] = 0.1
     # Inference may run more segments than training (trained at 8, run at 16 helps
     # Sudoku); None = halt_max_steps.
-    eval_halt_max_steps: int | None = None
+    eval_halt_max_steps: Annotated[int | None, Range(ge=1)] = None
     pos_encoding: Literal["rope", "learned"] = "rope"
-    rope_theta: float = 10000.0
-    rms_norm_eps: float = 1e-5
+    rope_theta: Annotated[float, Range(gt=0)] = 10000.0
+    rms_norm_eps: Annotated[float, Range(gt=0)] = 1e-5
     puzzle_emb: bool = True
     loss: Literal["stablemax", "softmax"] = "stablemax"
 
     def __post_init__(self) -> None:
-        for name in ("hidden_size", "num_heads", "H_layers", "L_layers", "H_cycles", "L_cycles", "halt_max_steps"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        checked(self, "model")
         if self.hidden_size % self.num_heads:
             raise ConfigError(
                 f"model.hidden_size ({self.hidden_size}) must be divisible by model.num_heads ({self.num_heads})"
             )
         if self.pos_encoding == "rope" and (self.hidden_size // self.num_heads) % 2:
             raise ConfigError("model.pos_encoding 'rope' needs an even head dim (hidden_size / num_heads)")
-        if not 0.0 <= self.halt_exploration_prob <= 1.0:
-            raise ConfigError(f"model.halt_exploration_prob must be in [0, 1], got {self.halt_exploration_prob}")
-        if self.expansion <= 0:
-            raise ConfigError(f"model.expansion must be > 0, got {self.expansion}")
-        if self.eval_halt_max_steps is not None and self.eval_halt_max_steps < 1:
-            raise ConfigError(f"model.eval_halt_max_steps must be >= 1 or null, got {self.eval_halt_max_steps}")
 
     @property
     def eval_steps(self) -> int:
@@ -94,15 +141,12 @@ class SudokuConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class MazeConfig:
-    size: int = 30
+    size: Annotated[int, Range(ge=4, le=30)] = 30
     # Keep mazes whose shortest path is longer than this (moves; published: 110).
-    min_path: int = 110
+    min_path: AtLeast1 = 110
 
     def __post_init__(self) -> None:
-        if not 4 <= self.size <= 30:
-            raise ConfigError(f"data.maze.size must be in 4..30, got {self.size}")
-        if self.min_path < 1:
-            raise ConfigError(f"data.maze.min_path must be >= 1, got {self.min_path}")
+        checked(self, "data.maze")
 
 
 ARCVersion = Literal["arc-agi-1", "arc-agi-2"]
@@ -119,8 +163,8 @@ class ARCConfig:
     # Random placement of each grid on the 30x30 canvas (train split only).
     translate: bool = True
     # Use only the first N training / evaluation tasks (smoke tests; null = all).
-    max_train_tasks: int | None = None
-    max_eval_tasks: int | None = None
+    max_train_tasks: Annotated[int | None, Range(ge=1)] = None
+    max_eval_tasks: Annotated[int | None, Range(ge=1)] = None
 
     def __post_init__(self) -> None:
         if self.version == "arc-agi-1" and "arc-agi-2" in self.extra_versions:
@@ -128,9 +172,7 @@ class ARCConfig:
                 "data.arc.extra_versions: training on arc-agi-2 while evaluating on arc-agi-1 is refused "
                 "(ARC-AGI-2's training set contains 376 ARC-AGI-1 evaluation tasks)"
             )
-        for name in ("max_train_tasks", "max_eval_tasks"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"data.arc.{name} must be >= 1 or null, got {getattr(self, name)}")
+        checked(self, "data.arc")
         if self.version in self.extra_versions:
             raise ConfigError(f"data.arc.extra_versions repeats data.arc.version '{self.version}'")
 
@@ -146,62 +188,52 @@ class DataConfig:
     path: str | None = None
     share: str | None = None
     seed: int = 0
-    num_train: int | None = 1000
-    num_test: int = 1000
-    num_aug: int = 1000
+    num_train: Annotated[int | None, Range(ge=1)] = 1000  # null: all (of a CSV)
+    num_test: AtLeast1 = 1000
+    num_aug: Annotated[int, Range(ge=0)] = 1000
     sudoku: SudokuConfig = field(default_factory=SudokuConfig)
     maze: MazeConfig = field(default_factory=MazeConfig)
     arc: ARCConfig = field(default_factory=ARCConfig)
 
     def __post_init__(self) -> None:
+        checked(self, "data")
         if self.task == "maze" and self.num_aug > 7:
             raise ConfigError(f"data.num_aug for maze is the number of dihedral variants: 0..7, got {self.num_aug}")
-        if self.num_train is not None and self.num_train < 1:
-            raise ConfigError(f"data.num_train must be >= 1 or null (all), got {self.num_train}")
-        if self.num_test < 1:
-            raise ConfigError(f"data.num_test must be >= 1, got {self.num_test}")
-        if self.num_aug < 0:
-            raise ConfigError(f"data.num_aug must be >= 0, got {self.num_aug}")
 
 
 @dataclass(frozen=True, kw_only=True)
 class OptimConfig:
-    lr: float = 1e-4
+    lr: NonNeg = 1e-4
     betas: tuple[float, float] = (0.9, 0.95)
-    weight_decay: float = 0.1
-    puzzle_emb_lr: float = 1e-2
-    puzzle_emb_weight_decay: float = 0.1
-    warmup_steps: int = 2000
+    weight_decay: NonNeg = 0.1
+    puzzle_emb_lr: NonNeg = 1e-2
+    puzzle_emb_weight_decay: NonNeg = 0.1
+    warmup_steps: Annotated[int, Range(ge=0)] = 2000
     # Cosine decay ends at lr * lr_min_ratio; 1.0 keeps lr constant after warm-up.
-    lr_min_ratio: float = 1.0
+    lr_min_ratio: Annotated[float, Range(ge=0, le=1)] = 1.0
 
     def __post_init__(self) -> None:
-        if self.lr < 0 or self.puzzle_emb_lr < 0:
-            raise ConfigError("optim.lr and optim.puzzle_emb_lr must be >= 0")
-        if not all(0.0 <= b < 1.0 for b in self.betas):
+        checked(self, "optim")
+        if not all(0.0 <= b < 1.0 for b in self.betas):  # NaN fails this too
             raise ConfigError(f"optim.betas must both be in [0, 1), got {list(self.betas)}")
-        if self.warmup_steps < 0:
-            raise ConfigError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
-        if not 0.0 <= self.lr_min_ratio <= 1.0:
-            raise ConfigError(f"optim.lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    global_batch_size: int = 768
+    global_batch_size: AtLeast1 = 768
     # Length in optimiser steps (= ACT segments), or in epochs (one augmented
     # variant per puzzle group each); exactly one of the two.
-    steps: int | None = None
-    epochs: int | None = None
-    eval_interval: int = 1000
+    steps: Annotated[int | None, Range(ge=1)] = None
+    epochs: Annotated[int | None, Range(ge=1)] = None
+    eval_interval: AtLeast1 = 1000
     # Questions evaluated each round (0 = the whole test split).
-    eval_samples: int = 0
+    eval_samples: Annotated[int, Range(ge=0)] = 0
     # Test-time-augmented views per question voted for pass@k (1 = no voting).
-    eval_views: int = 1
-    eval_batch_size: int | None = None
-    log_interval: int = 50
+    eval_views: AtLeast1 = 1
+    eval_batch_size: Annotated[int | None, Range(ge=1)] = None
+    log_interval: AtLeast1 = 50
     checkpoint: bool = True
-    keep_checkpoints: int = 2
+    keep_checkpoints: AtLeast1 = 2
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # 'auto' = bfloat16 + torch.compile on CUDA, float32 eager on CPU.
@@ -211,19 +243,9 @@ class TrainConfig:
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
+        checked(self, "train")
         if (self.steps is None) == (self.epochs is None):
             raise ConfigError("train: give exactly one of train.steps and train.epochs")
-        for name in ("global_batch_size", "eval_interval", "log_interval"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        if (self.steps or 1) < 1 or (self.epochs or 1) < 1:
-            raise ConfigError("train.steps / train.epochs must be >= 1")
-        if self.eval_views < 1:
-            raise ConfigError(f"train.eval_views must be >= 1, got {self.eval_views}")
-        if self.eval_samples < 0:
-            raise ConfigError(f"train.eval_samples must be >= 0, got {self.eval_samples}")
-        if self.keep_checkpoints < 1:
-            raise ConfigError(f"train.keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -306,6 +328,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is str:
         return value if isinstance(value, str) else _MISSING
     raise TypeError(f"unsupported config type {tp} at {key}")
+
+
+def build(cls: type, raw: Any, prefix: str = "") -> Any:
+    """A config dataclass from a plain mapping, strictly (types, unknown keys, bounds)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"'{prefix}' must be a mapping, got {raw!r}")
+    return _build(cls, raw, prefix)
 
 
 def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
@@ -403,20 +432,43 @@ def _deepcopy(raw: Any) -> Any:
     return raw
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path, label: str | None = None,
+              sections: str = "model, data, optim, train") -> dict[str, Any]:
+    """The mapping in a YAML file, strictly: one line (ConfigError, naming `label` or the
+    path) for a missing, unreadable, non-UTF-8, empty or invalid file, a duplicate key or a
+    top level that is not a mapping of `sections`. The one YAML reader of configs and spaces."""
+    path, label = Path(path), label or str(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+        raise ConfigError(f"{label}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{label}: not UTF-8 text (byte {exc.start}); YAML files must be UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read ({exc.strerror})") from None
+    try:
+        raw = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        where = f" line {mark.line + 1}:" if mark else ""
+        raise ConfigError(f"{label}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
     if raw is None:
-        return {}
+        raise ConfigError(f"{label}: the file is empty (it must be a mapping of sections: {sections})")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections (model, data, optim, train)")
+        raise ConfigError(f"{label}: the top level must be a mapping of sections ({sections})")
     return raw
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from hrm.config import ConfigError
 from hrm.data.loader import Split
 from hrm.model.hrm import HRM
 from hrm.model.losses import IGNORE_LABEL
@@ -479,8 +480,13 @@ def evaluate_checkpoint(
     from hrm.data.build import ensure_dataset
 
     dev = torch.device(device)
-    model, cfg, _ = load_model(path, device=dev)
-    data_split = Split.load(Path(data) if data else ensure_dataset(cfg.data), split)
+    model, cfg, payload = load_model(path, device=dev)
+    folder = Path(data) if data else ensure_dataset(cfg.data)
+    data_split = Split.load(folder, split)
+    meta, want = data_split.meta, (payload["task"], model.vocab_size, model.seq_len)
+    if (meta["task"], meta["vocab_size"], meta["seq_len"]) != (cfg.data.task, *want[1:]):
+        raise ConfigError(f"dataset {folder}: {meta['task']} with vocabulary {meta['vocab_size']} and sequence length "
+                          f"{meta['seq_len']}; the checkpoint's model is {cfg.data.task} with {want[1]} and {want[2]}")
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     options.setdefault("batch_size", 256)
     return run_eval(model, data_split, device=dev, dtype=dtype, **options), data_split

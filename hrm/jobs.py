@@ -10,14 +10,14 @@ import os
 from pathlib import Path
 
 from hrm.artifacts import ArtifactStore, check_name
-from hrm.cli import exit_now, make_parser  # exit_now: the jobs end through it too
+from hrm.cli import Parser, exit_now, make_parser  # exit_now: the jobs end through it too
 from hrm.config import Config, ConfigError, anchor_paths, int_at_least, load_config, to_dict
 from hrm.remote import check_storage, exists, is_uri
 from hrm.search import Budget, SearchSpace, hparams, load_space
 
 
 def _parser(doc: str | None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"), help="Ray to join, e.g. auto (default: local)")
     return p
 

@@ -56,11 +56,7 @@ def check_storage(uri: str, what: str = "--storage") -> None:
     existing parent) is a writable folder. Leaves nothing but the storage folder itself
     (on object storage)."""
     if not is_uri(uri):
-        path = Path(uri).expanduser().resolve()
-        parent = next(p for p in (path, *path.parents) if p.exists())
-        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-            raise ConfigError(f"{what} {uri}: {parent} is not a folder this user can write")
-        return
+        return check_folder(what, uri)
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
     except (ValueError, OSError) as exc:  # pyarrow's ArrowInvalid is a ValueError
@@ -78,6 +74,17 @@ def check_storage(uri: str, what: str = "--storage") -> None:
         fs.delete_file(probe)
     except OSError as exc:
         raise ConfigError(f"{what} {uri}: cannot write there: {_why(exc)}") from None
+
+
+def check_folder(what: str, folder: str | os.PathLike) -> None:
+    """Raise ConfigError (one line naming `what`) unless `folder` is, or can be created as, a
+    folder this user writes: it is no file, and its nearest existing parent is a writable folder."""
+    path = Path(folder).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {folder}: is a file, not a folder")
+    parent = next(p for p in (path, *path.parents) if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {folder}: {parent} is not a folder this user can write")
 
 
 def exists(uri: str) -> bool:

@@ -60,13 +60,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Annotated, Any
 
 from hrm.config import (
+    AtLeast1,
     Config,
+    build,
     ConfigError,
+    NonNeg,
+    Range,
+    checked,
     builtin_config_path,
     builtin_configs,
     from_dict,
@@ -81,6 +84,7 @@ class SpaceError(ConfigError):
 
 
 KINDS = ("int", "float", "logfloat", "categorical")
+# What every evaluation round of training reports (hrm.train, run_eval's default ks).
 METRICS = ("exact_accuracy", "token_accuracy", "q_halt_accuracy", "pass@1", "pass@2")
 MODES = ("max", "min")
 SCHEDULERS = ("asha", "fifo")
@@ -96,12 +100,16 @@ PARAM_KEYS = {
 ROUND_KEYS = ("train.steps", "train.epochs", "train.eval_interval")
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
 
-_PASS_RE = re.compile(r"pass@[1-9]\d*")
 _NUM_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def valid_metric(metric: str) -> bool:
-    return metric in METRICS or bool(_PASS_RE.fullmatch(metric))
+    return metric in METRICS
+
+
+def _metric_reason(metric: str) -> str:
+    return (f"must be a metric training reports ({', '.join(METRICS)}), got {metric!r}"
+            + _hint(metric, METRICS))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,29 +137,21 @@ class Param:
 
 @dataclass(frozen=True, kw_only=True)
 class Budget:
-    num_samples: int = 8
-    max_concurrent_trials: int = 1
-    num_workers: int = 1
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
-    trainable_cpus: float = 0.1  # the Tune trial's own actor (it only waits on its Train workers)
+    num_samples: AtLeast1 = 8
+    max_concurrent_trials: AtLeast1 = 1
+    num_workers: AtLeast1 = 1
+    cpus_per_worker: NonNeg = 1.0
+    gpus_per_worker: NonNeg = 0.0
+    trainable_cpus: NonNeg = 0.1  # the Tune trial's own actor (it only waits on its Train workers)
     # Faults: Ray Train restarts a trial's worker group from its last checkpoint up to
     # `worker_restarts` times; then Tune restarts the whole trial up to `trial_retries`
     # times (again from that checkpoint). A trial that always fails runs
     # (worker_restarts + 1) * (trial_retries + 1) times in all.
-    worker_restarts: int = 2
-    trial_retries: int = 1
+    worker_restarts: Annotated[int, Range(ge=0)] = 2
+    trial_retries: Annotated[int, Range(ge=0)] = 1
 
     def __post_init__(self) -> None:
-        for name in ("num_samples", "max_concurrent_trials", "num_workers"):
-            if getattr(self, name) < 1:
-                raise SpaceError(f"budget.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("worker_restarts", "trial_retries"):
-            if getattr(self, name) < 0:
-                raise SpaceError(f"budget.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("cpus_per_worker", "gpus_per_worker", "trainable_cpus"):
-            if getattr(self, name) < 0:
-                raise SpaceError(f"budget.{name} must be >= 0, got {getattr(self, name)}")
+        checked(self, "budget", SpaceError)
 
     def shortfall(self, nodes: list[dict[str, float]], what: str = "a trial") -> str | None:
         """Why one run (the trial's own CPUs plus `num_workers` worker bundles) can never be
@@ -178,11 +178,12 @@ class Budget:
 class Scheduler:
     type: str = "asha"
     time_attr: str = "eval_round"
-    grace_period: int = 1
-    reduction_factor: int = 2
-    max_t: int = 8
+    grace_period: AtLeast1 = 1
+    reduction_factor: Annotated[int, Range(ge=2)] = 2
+    max_t: AtLeast1 = 8
 
     def __post_init__(self) -> None:
+        checked(self, "scheduler", SpaceError)
         if self.type not in SCHEDULERS:
             allowed = ", ".join(SCHEDULERS)
             raise SpaceError(f"scheduler.type must be one of {allowed}, got {self.type!r}{_hint(self.type, SCHEDULERS)}")
@@ -190,12 +191,6 @@ class Scheduler:
             raise SpaceError(
                 f"scheduler.time_attr must be 'eval_round' or 'step' (counters a trial reports), got {self.time_attr!r}"
             )
-        if self.grace_period < 1 or self.max_t < 1:
-            raise SpaceError(
-                f"scheduler.grace_period and scheduler.max_t must be >= 1, got {self.grace_period}, {self.max_t}"
-            )
-        if self.reduction_factor < 2:
-            raise SpaceError(f"scheduler.reduction_factor must be >= 2, got {self.reduction_factor}")
         if self.grace_period > self.max_t:
             raise SpaceError(f"scheduler.grace_period ({self.grace_period}) must be <= scheduler.max_t ({self.max_t})")
 
@@ -210,13 +205,11 @@ class Store:
     """What the artifact store keeps of a search: a row survives iff it is among the
     best `keep_per_trial` of its trial and the best `keep_per_experiment` overall."""
 
-    keep_per_trial: int = 2
-    keep_per_experiment: int = 5
+    keep_per_trial: AtLeast1 = 2
+    keep_per_experiment: AtLeast1 = 5
 
     def __post_init__(self) -> None:
-        for name in ("keep_per_trial", "keep_per_experiment"):
-            if getattr(self, name) < 1:
-                raise SpaceError(f"store.{name} must be >= 1, got {getattr(self, name)}")
+        checked(self, "store", SpaceError)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -237,10 +230,7 @@ class SearchSpace:
 
     def __post_init__(self) -> None:
         if not valid_metric(self.metric):
-            raise SpaceError(
-                f"metric must be an evaluation metric: {', '.join(METRICS)} or pass@<k>, got {self.metric!r}"
-                + _hint(self.metric, METRICS)
-            )
+            raise SpaceError(f"metric {_metric_reason(self.metric)}")
         if self.mode not in MODES:
             raise SpaceError(f"mode must be 'max' or 'min', got {self.mode!r}")
         names = [p.name for p in self.params]
@@ -397,16 +387,9 @@ def _resolve_base(src: str, folder: Path, spec: Any) -> Path:
 
 def _read(src: str, path: Path) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise SpaceError(f"{src}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}:" if mark else ""
-        raise SpaceError(f"{src}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(raw, dict):
-        raise SpaceError(f"{src}: the top level must be a mapping ({', '.join(TOP_KEYS)})")
-    return raw
+        return read_yaml(path, src, sections=", ".join(TOP_KEYS))
+    except ConfigError as exc:
+        raise SpaceError(str(exc)) from None
 
 
 def _edit(src: str, raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -473,15 +456,9 @@ def _section(src: str, raw: dict[str, Any], name: str, cls: type) -> Any:
     section = raw.get(name)
     if section is None:
         return cls()
-    if not isinstance(section, dict):
-        raise _fail(src, name, f"must be a mapping, got {section!r}")
-    fields = {f.name: f.type for f in dataclasses.fields(cls)}
-    _check_keys(src, section, tuple(fields), name)
-    kinds = {"int": int, "float": float, "str": str}
-    kwargs = {k: _typed(src, f"{name}.{k}", v, kinds[fields[k]]) for k, v in section.items()}
-    try:
-        return cls(**kwargs)
-    except SpaceError as exc:
+    try:  # the config's strict builder: types, unknown keys and declared bounds alike
+        return build(cls, section, name)
+    except ConfigError as exc:
         raise SpaceError(f"{src}: {exc}") from None
 
 
@@ -500,9 +477,7 @@ def load_space(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     mode = _typed(src, "mode", raw.get("mode", "max"), str)
     seed = _typed(src, "seed", raw.get("seed", 0), int)
     if not valid_metric(metric):
-        allowed = ", ".join(METRICS)
-        reason = f"must be an evaluation metric: {allowed} or pass@<k>, got {metric!r}{_hint(metric, METRICS)}"
-        raise _fail(src, "metric", reason)
+        raise _fail(src, "metric", _metric_reason(metric))
     if mode not in MODES:
         raise _fail(src, "mode", f"must be 'max' or 'min', got {mode!r}")
     budget = _section(src, raw, "budget", Budget)

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
-from hrm.checkpoint import checkpoint_dirs, load_checkpoint, write_checkpoint
+from hrm.checkpoint import checkpoint_dirs, load_checkpoint, verify_checkpoint, write_checkpoint
 from hrm.config import Config, ConfigError, save_config, to_dict
 from hrm.data.build import ensure_dataset
 from hrm.data.loader import SampleStream, Split
@@ -368,15 +368,7 @@ def train(
     log = log or _print
     say = log if rt.is_main else (lambda _msg: None)
 
-    if rt.is_main:
-        data_dir = ensure_dataset(cfg.data, log=say)
-    if rt.world_size > 1:
-        dist.barrier()
-    if not rt.is_main:
-        data_dir = ensure_dataset(cfg.data, log=say)
-    train_split, test_split = Split.load(data_dir, "train"), Split.load(data_dir, "test")
-
-    state = init_state(cfg, rt, train_split)
+    # The inputs first (the run folder, the checkpoint to resume), then the work.
     if resume and resume_from is None:
         ckpts = checkpoint_dirs(out)
         resume_from = ckpts[-1] if ckpts else None
@@ -386,6 +378,17 @@ def train(
         raise ConfigError(
             f"run folder {out} already has checkpoints: resume it (--resume) or choose another output folder"
         )
+    if resume_from is not None:
+        verify_checkpoint(str(resume_from))
+    if rt.is_main:
+        data_dir = ensure_dataset(cfg.data, log=say)
+    if rt.world_size > 1:
+        dist.barrier()
+    if not rt.is_main:
+        data_dir = ensure_dataset(cfg.data, log=say)
+    train_split, test_split = Split.load(data_dir, "train"), Split.load(data_dir, "test")
+
+    state = init_state(cfg, rt, train_split)
     last_eval: dict[str, float] = {}
     if resume_from is not None:
         payload = load_checkpoint(resume_from, map_location=rt.device)

@@ -132,7 +132,8 @@ P = "base: quickstart\nparams:\n  "
          ["never holds", "fixed at 2"]),
         (P + "model.H_cycles: {type: int, low: 1, high: 3}\n"
          "  model.L_cycles: {type: int, low: 1, high: 3, when: {model.H_cycles: [7]}}", ["when.model.H_cycles", "7"]),
-        ("metric: accuracy\n" + OK, ["metric: must be an evaluation metric", "pass@2", "pass@<k>"]),
+        ("metric: accuracy\n" + OK, ["metric: must be a metric training reports", "pass@2"]),
+        ("metric: pass@3\n" + OK, ["metric: must be a metric training reports", "got 'pass@3'"]),
         ("mode: maximize\n" + OK, ["mode: must be 'max' or 'min'"]),
         ("scheduler: {type: hyperband}\n" + OK, ["scheduler.type must be one of asha, fifo"]),
         ("scheduler: {time_attr: training_iteration}\n" + OK, ["scheduler.time_attr", "'eval_round' or 'step'"]),
@@ -143,7 +144,7 @@ P = "base: quickstart\nparams:\n  "
         ("budget: {max_concurrent_trials: 0}\n" + OK, ["budget.max_concurrent_trials must be >= 1"]),
         ("budget: {num_workers: 0}\n" + OK, ["budget.num_workers must be >= 1"]),
         ("budget: {gpus_per_worker: -1}\n" + OK, ["budget.gpus_per_worker must be >= 0"]),
-        ("budget: {num_samples: many}\n" + OK, ["budget.num_samples: must be an integer", "'many'"]),
+        ("budget: {num_samples: many}\n" + OK, ["'budget.num_samples' must be an integer", "'many'"]),
         ("scheduler: {max_t: 9}\n" + OK, ["scheduler.max_t", "9 is more eval rounds than a trial reports (8"]),
         ("scheduler: {max_t: 3}\n" + P + "train.steps: {type: int, low: 100, high: 800}",
          ["scheduler.max_t", "(1 = ceil(train.steps 100 / train.eval_interval 100))"]),
@@ -174,9 +175,9 @@ def test_space_overrides_edit_the_file_with_the_same_checks(tmp_path):
     space = load_space(
         str(path),
         ["budget.num_samples=4", "scheduler.max_t=2", "overrides.train.steps=100", "overrides.train.eval_interval=50",
-         "params.model.H_cycles.high=5", "params.optim.weight_decay={type: float, low: 0, high: 1}", "metric=pass@3"],
+         "params.model.H_cycles.high=5", "params.optim.weight_decay={type: float, low: 0, high: 1}", "metric=pass@1"],
     )
-    assert space.budget.num_samples == 4 and space.scheduler.max_t == 2 and space.metric == "pass@3"
+    assert space.budget.num_samples == 4 and space.scheduler.max_t == 2 and space.metric == "pass@1"
     assert dict(space.overrides)["train.steps"] == 100 and space.base_config.train.steps == 100
     by_name = {p.name: p for p in space.params}
     assert by_name["model.H_cycles"].high == 5 and by_name["optim.weight_decay"].kind == "float"

@@ -27,6 +27,7 @@ from hrm.data import storage
 
 FORMAT_VERSION = 1
 _PUBLISHED = "published.json"  # written last into a shared copy: it is complete
+DATASET_FILES = (*(f"{s}.arrow" for s in storage.SPLITS), _PUBLISHED)  # all a dataset folder of ours holds
 
 
 @dataclass(frozen=True)
@@ -183,8 +184,17 @@ def build_dataset(
             **{k: v for k, v in extra.items() if k != "num_puzzle_ids"},
         }
         storage.write_split(storage.split_path(tmp, split), cols, meta)
-    if out.exists() and overwrite:
-        shutil.rmtree(out)
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:  # another process built it first: same bytes
+            shutil.rmtree(tmp, ignore_errors=True)
+            return out
+        # Replace our files one by one: whatever else the folder holds is not ours to delete.
+        for name in os.listdir(tmp):
+            os.replace(tmp / name, out / name)
+        tmp.rmdir()
+        return out
+    if out.is_dir():
+        out.rmdir()
     _move_into_place(tmp, out)
     return out
 

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from hrm.config import ConfigError
 from hrm.data import storage
 
 
@@ -27,7 +28,23 @@ class Split:
 
     @classmethod
     def load(cls, root: str | Path, split: str) -> "Split":
-        columns, meta = storage.read_split(storage.split_path(root, split))
+        """A split of a dataset folder; ConfigError (one line naming the file) if it is
+        missing or not a dataset split hrm wrote (columns, metadata, rows)."""
+        path = storage.split_path(root, split)
+        if not path.is_file():
+            raise ConfigError(f"dataset {root}: no {path.name} (not a dataset folder; build one with `hrm data build`)")
+        try:
+            columns, meta = storage.read_split(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # pyarrow's errors are OSError/ValueError
+            raise ConfigError(f"dataset {root}: {path.name} is not a dataset split hrm wrote ({exc})") from None
+        missing = [c for c in ("inputs", "labels", "puzzle_id", "group_id") if c not in columns]
+        missing += [k for k in ("task", "vocab_size", "seq_len") if k not in meta]
+        if missing:
+            raise ConfigError(f"dataset {root}: {path.name} lacks {', '.join(missing)}")
+        if not len(columns["inputs"]):
+            raise ConfigError(f"dataset {root}: {path.name} has no rows")
+        if columns["inputs"].shape[1] != meta["seq_len"] or columns["labels"].shape[1] != meta["seq_len"]:
+            raise ConfigError(f"dataset {root}: {path.name} rows are not seq_len {meta['seq_len']} long")
         return cls(columns, meta)
 
     def __len__(self) -> int:
