@@ -134,7 +134,7 @@ class TaskEval:
     def truth(self, questions: np.ndarray) -> list[Any]:
         return [(self.split.columns["labels"][q].astype(np.int64) - 1).astype(np.uint8).tobytes() for q in questions]
 
-    def is_correct(self, truth: Any, question_input: np.ndarray, answer: bytes) -> bool:
+    def is_correct(self, truth: Any, answer: bytes) -> bool:
         return answer == truth
 
 
@@ -177,7 +177,7 @@ class MazeEval(TaskEval):
     def truth(self, questions: np.ndarray) -> list[Any]:
         return [self.split.columns["inputs"][q] for q in questions]
 
-    def is_correct(self, truth: Any, question_input: np.ndarray, answer: bytes) -> bool:
+    def is_correct(self, truth: Any, answer: bytes) -> bool:
         from hrm.data import maze
 
         return bool(maze.is_optimal_path(truth, np.frombuffer(answer, dtype=np.uint8)))
@@ -399,17 +399,16 @@ def score_views(
     view_exact = ((preds == v.labels) | ~valid).all(-1)
     answers = te.answers(preds, v.aug)
     truths = te.truth(questions)
-    inputs0 = {int(q): v.inputs[i] for i, q in enumerate(v.question) if v.view[i] == 0}
     ranked, correct = [], []
     first_right = np.zeros(len(questions), dtype=bool)
     for qi in range(len(questions)):
         idx = np.flatnonzero(v.question == qi)
         r = rank_answers([answers[i] for i in idx], q_halt[idx])
-        c = [te.is_correct(truths[qi], inputs0[qi], a) for a, _, _ in r]
+        c = [te.is_correct(truths[qi], a) for a, _, _ in r]
         ranked.append(r)
         correct.append(c)
         i0 = idx[v.view[idx] == 0][0]
-        first_right[qi] = te.is_correct(truths[qi], inputs0[qi], answers[i0])
+        first_right[qi] = te.is_correct(truths[qi], answers[i0])
     passes = pass_at_k(ranked, correct, v.question_task, ks)
 
     totals = np.array(
@@ -446,20 +445,6 @@ def score_views(
     for i in np.flatnonzero(v.view == 0)[:keep_examples]:
         examples.append({"input": v.inputs[i], "label": v.labels[i], "pred": preds[i]})
     return EvalResult(metrics, ranked, correct, questions, examples)
-
-
-def evaluate(
-    model: HRM,
-    split: Split,
-    *,
-    batch_size: int,
-    limit: int = 0,
-    views: int = 1,
-    device: torch.device = torch.device("cpu"),
-    dtype: torch.dtype = torch.float32,
-) -> dict[str, float]:
-    """Named metrics of `run_eval` (what training logs and reports)."""
-    return run_eval(model, split, batch_size=batch_size, limit=limit, views=views, device=device, dtype=dtype).metrics
 
 
 def write_json(path: str | Path, obj: Any) -> None:

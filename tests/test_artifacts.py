@@ -342,7 +342,7 @@ def test_a_stored_checkpoint_reproduces_its_metrics(tmp_path, run):
     from hrm.checkpoint import load_model
     from hrm.data.build import ensure_dataset
     from hrm.data.loader import Split
-    from hrm.evaluate import evaluate
+    from hrm.evaluate import run_eval
 
     cfg = run["cfg"]
     split = Split.load(ensure_dataset(cfg.data), "test")
@@ -355,7 +355,7 @@ def test_a_stored_checkpoint_reproduces_its_metrics(tmp_path, run):
             with store.local_copy(aid[:8]) as (folder, row):
                 model, loaded_cfg, _ = load_model(folder)
             assert loaded_cfg == cfg and row["artifact_id"] == aid
-            again = evaluate(model, split, batch_size=cfg.train.global_batch_size)  # the batch training evaluated with
+            again = run_eval(model, split, batch_size=cfg.train.global_batch_size).metrics  # the batch training evaluated with
             for name in ("exact_accuracy", "token_accuracy", "pass@1", "pass@2"):
                 assert again[name] == row[f"metric.{name}"] == metrics[name], name
     assert remote.table()["path"].to_pylist()[0].startswith("bucket/store/checkpoints/exp/t1/step_")

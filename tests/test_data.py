@@ -12,7 +12,7 @@ from hrm import cli
 from hrm.config import DataConfig, SudokuConfig
 from hrm.data import storage
 from hrm.data.build import build_dataset, dataset_dir, ensure_dataset, task_spec
-from hrm.data.loader import SampleStream, Split, eval_batches
+from hrm.data.loader import SampleStream, Split
 
 
 def small(root, **kw) -> DataConfig:
@@ -80,12 +80,6 @@ def test_ranks_split_an_epoch_without_overlap(tmp_path):
     one = SampleStream(split, seed=0)._epoch_rows(0)
     r0, r1 = SampleStream(split, seed=0, rank=0, world_size=2), SampleStream(split, seed=0, rank=1, world_size=2)
     assert sorted(np.concatenate([r0._epoch_rows(0), r1._epoch_rows(0)]).tolist()) == sorted(one.tolist())
-
-
-def test_eval_batches_cover_limit_once(tmp_path):
-    split = Split.load(build_dataset(small(tmp_path), tmp_path / "d"), "test")
-    rows = np.concatenate([r for r, _ in eval_batches(split, 6, limit=15)])
-    assert rows.tolist() == list(range(15))
 
 
 def test_cli_builds_a_dataset(tmp_path, capsys):

@@ -55,7 +55,7 @@ def test_smoke_search_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
     from hrm.checkpoint import load_model
     from hrm.data.build import ensure_dataset
     from hrm.data.loader import Split
-    from hrm.evaluate import evaluate
+    from hrm.evaluate import run_eval
     from hrm.remote import ObjectJournal
     from ray_jobs import tune
 
@@ -86,10 +86,10 @@ def test_smoke_search_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
     best = store.best("smoke", "pass@2", k=1).to_pylist()[0]
     with store.local_copy(best["artifact_id"]) as (path, _):
         model, cfg, _ = load_model(path)
-    metrics = evaluate(
+    metrics = run_eval(
         model, Split.load(ensure_dataset(cfg.data), "test"), batch_size=64, limit=cfg.train.eval_samples,
         views=cfg.train.eval_views,
-    )
+    ).metrics
     assert metrics["pass@2"] == pytest.approx(best["metric.pass@2"])
 
     # TensorBoard: one run per trial with our scalars, pictures and HParams

@@ -291,7 +291,7 @@ def test_ray_up_onprem_yaml_runs_the_smoke_search(tmp_path):
         assert up.returncode == 0, up.stdout[-6000:] + up.stderr[-3000:]
         # The head runs as USER, none of it as root.
         assert _pids("-u", USER, "-x", "gcs_server") and not _pids("-u", "root", "-x", "gcs_server")
-        wait_for_api(DASHBOARD)
+        wait_for_api(DASHBOARD, timeout_s=300)  # a loaded machine was seen to need over 120 s
 
         job_env = {**env, "RAY_AUTH_MODE": "token"}  # the client sends ~/.ray/auth_token
         submit = subprocess.run(

@@ -13,7 +13,7 @@ import torch
 from hrm.config import ConfigError, from_dict
 from hrm.data.build import ensure_dataset
 from hrm.data.loader import Split
-from hrm.evaluate import evaluate
+from hrm.evaluate import run_eval
 from hrm.checkpoint import checkpoint_dirs, load_model
 from hrm.train import init_state, resolve_runtime, train, train_step
 
@@ -145,7 +145,7 @@ def test_checkpoint_loads_into_a_model_with_the_reported_metrics(tmp_path):
     assert Path(path) == ckpts[-1]
     model, loaded_cfg, _ = load_model(path)
     assert loaded_cfg == cfg
-    again = evaluate(model, Split.load(ensure_dataset(cfg.data), "test"), batch_size=64)
+    again = run_eval(model, Split.load(ensure_dataset(cfg.data), "test"), batch_size=64).metrics
     assert again["exact_accuracy"] == metrics["exact_accuracy"]
     assert (ckpts[-1] / "config.yaml").exists()
 
@@ -159,7 +159,7 @@ def test_tiny_model_learns(tmp_path):
     split = Split.load(ensure_dataset(cfg.data), "test")
     torch.manual_seed(0)
     state = init_state(cfg, resolve_runtime(cfg), Split.load(ensure_dataset(cfg.data), "train"))
-    before = evaluate(state.model, split, batch_size=100)["exact_accuracy"]
+    before = run_eval(state.model, split, batch_size=100).metrics["exact_accuracy"]
     after = train(cfg, log=lambda _m: None)["exact_accuracy"]
     assert before < 0.05
     assert after > before + 0.3

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -114,14 +114,3 @@ class SampleStream:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.position, self._order = int(state["epoch"]), int(state["position"]), None
-
-
-def eval_batches(
-    split: Split, batch_size: int, limit: int = 0, rank: int = 0, world_size: int = 1
-) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
-    """Fixed-order batches of the first `limit` rows (0 = all), this rank's share."""
-    n = len(split) if limit <= 0 else min(limit, len(split))
-    index = np.arange(n)[rank::world_size]
-    for start in range(0, len(index), batch_size):
-        rows = index[start : start + batch_size]
-        yield rows, split.rows(rows)
