@@ -14,7 +14,6 @@ the same math as one process with the same global batch.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -36,9 +35,9 @@ from hrm.model.losses import act_loss
 from hrm.optim import AdamATan2, SparseSignSGD, lr_at
 from hrm.remote import Mirror
 from hrm.render import render
+from hrm.runlog import MIRROR_S, RunLog, print_flushed
 
 Report = Callable[[dict[str, float], "str | None"], None]
-_MIRROR_S = 30.0  # a mirrored run pushes its logs at least this often (and after every evaluation)
 _IMAGES_PER_EVAL = 4  # prediction pictures logged to TensorBoard per evaluation
 
 
@@ -290,11 +289,6 @@ def restore(state: TrainState, payload: dict[str, Any]) -> None:
 # the loop
 
 
-def _print(msg: str) -> None:
-    # Flush: logs often go to a file or a Ray job log, where Python buffers.
-    print(msg, flush=True)
-
-
 def _log_line(step: int, total: int, metrics: dict[str, float]) -> str:
     keys = ("loss/total", "train/exact_accuracy", "train/mean_steps", "lr", "segments_per_s")
     parts = [f"{k.split('/')[-1]} {metrics[k]:.4g}" for k in keys if k in metrics]
@@ -321,23 +315,76 @@ def _check_finite(state: TrainState) -> None:
         raise FloatingPointError(f"non-finite weights at step {state.step} ({', '.join(bad[:3])}): no checkpoint saved")
 
 
-def _write_hparams(writer: Any, hparams: dict[str, Any]) -> None:
-    """HParams for TensorBoard in this run itself (SummaryWriter.add_hparams would
-    make a sub-run), against the evaluation scalars the loop logs."""
-    from torch.utils.tensorboard.summary import hparams as hparams_summary
+def _resume_point(out: Path, resume: bool, resume_from: str | Path | None, say: Callable[[str], None]):
+    """The checkpoint folder to resume from (verified) or None; refuses a fresh run into a
+    folder that has checkpoints. Checked before any work."""
+    if resume and resume_from is None:
+        ckpts = checkpoint_dirs(out)
+        resume_from = ckpts[-1] if ckpts else None
+        if resume_from is None:
+            say(f"[train] --resume: no checkpoint under {out}/checkpoints, starting fresh")
+    elif resume_from is None and checkpoint_dirs(out):
+        raise ConfigError(
+            f"run folder {out} already has checkpoints: resume it (--resume) or choose another output folder"
+        )
+    if resume_from is not None:
+        verify_checkpoint(str(resume_from))
+    return resume_from
 
-    metrics = {f"eval/{k}": 0.0 for k in ("pass@1", "pass@2", "exact_accuracy", "token_accuracy")}
-    values = {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v) for k, v in hparams.items()}
-    for summary in hparams_summary(values, metrics):
-        writer.file_writer.add_summary(summary)
+
+def _load_splits(cfg: Config, rt: Runtime, say: Callable[[str], None]) -> tuple[Split, Split]:
+    """The dataset's splits, built first if need be (by rank 0, the others wait)."""
+    if rt.is_main:
+        data_dir = ensure_dataset(cfg.data, log=say)
+    if rt.world_size > 1:
+        dist.barrier()
+    if not rt.is_main:
+        data_dir = ensure_dataset(cfg.data, log=say)
+    return Split.load(data_dir, "train"), Split.load(data_dir, "test")
 
 
-def _truncate_history(path: Path, step: int) -> None:
-    """Drop history lines past `step` (written by a run that died after its checkpoint)."""
-    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    os.replace(tmp, path)
+def _resume(state: TrainState, resume_from: str | Path, say: Callable[[str], None]) -> dict[str, float]:
+    """Restore `state` from a checkpoint; returns its evaluation metrics."""
+    payload = load_checkpoint(resume_from, map_location=state.rt.device)
+    changed = _diff_keys(payload["config"], to_dict(state.cfg))
+    if changed:
+        say(f"[train] warning: config differs from the checkpoint's in {', '.join(changed)}")
+    restore(state, payload)
+    say(f"[train] resumed from {resume_from} at step {state.step}")
+    return dict(payload["metrics"])
+
+
+def _window_metrics(state: TrainState, sums: dict[str, torch.Tensor], steps: int, seconds: float) -> dict[str, float]:
+    """The training metrics of the last `steps` steps; FloatingPointError if the loss is not finite."""
+    metrics = summarize(sums, steps, state)
+    if not math.isfinite(metrics["loss/total"]):
+        raise FloatingPointError(f"loss became {metrics['loss/total']} at step {state.step}")
+    metrics["lr"] = state.optimizer.param_groups[0]["lr"]
+    metrics["segments_per_s"] = steps / max(seconds, 1e-9)
+    metrics["samples_per_s"] = metrics["segments_per_s"] * state.cfg.train.global_batch_size
+    return metrics
+
+
+def _eval_round(state: TrainState, test_split: Split, run: RunLog) -> dict[str, float]:
+    """One evaluation round: metrics (with step, round, epoch) logged, pictures drawn."""
+    t, start = state.cfg.train, time.monotonic()
+    state.eval_round += 1
+    result = run_eval(
+        state.model, test_split, batch_size=t.eval_batch_size or state.local_batch, limit=t.eval_samples,
+        views=t.eval_views, device=state.rt.device, dtype=state.rt.dtype,
+        keep_examples=_IMAGES_PER_EVAL if run.writer is not None else 0,
+    )
+    metrics = dict(result.metrics, step=state.step, eval_round=state.eval_round, epoch=state.stream.epoch)
+    run.say(
+        f"[eval] step {state.step} round {state.eval_round}: exact {metrics['exact_accuracy']:.4f} "
+        f"token {metrics['token_accuracy']:.4f} q_halt {metrics['q_halt_accuracy']:.3f} "
+        f"steps {metrics['mean_steps']:.2f} ({time.monotonic() - start:.1f}s)"
+    )
+    run.record("eval", state.step, metrics, prefix="eval/")
+    if run.writer is not None:
+        run.images(state.step, [render(test_split.meta["task"], ex["input"], ex["label"], ex["pred"])
+                                for ex in result.examples])
+    return metrics
 
 
 def train(
@@ -357,156 +404,44 @@ def train(
     `resume`: continue from the newest checkpoint in `out_dir` (none there: start
     fresh). `resume_from`: continue from this checkpoint folder instead (the Ray
     jobs pass the one Ray Train restored). TensorBoard goes to `out_dir/tensorboard`
-    unless `tensorboard_dir` is given (the Tune jobs use the trial's folder);
-    `hparams` are written there for TensorBoard's HParams dashboard. `mirror`: a copy of
-    the run's files (out_dir and tensorboard_dir on this node) kept at its remote: pulled
-    first (a resume on another node continues the same history), pushed every
-    `_MIRROR_S` seconds, after every evaluation (before its report) and at the end.
+    unless `tensorboard_dir` is given, with `hparams` for its HParams dashboard; `mirror`:
+    see hrm.runlog. `report(metrics, checkpoint_dir)` after every evaluation, and first
+    for the checkpoint resumed from (so a report lost with its node still arrives).
     """
-    rt = resolve_runtime(cfg)
-    out = Path(out_dir or cfg.train.out_dir)
-    log = log or _print
-    say = log if rt.is_main else (lambda _msg: None)
-
-    # The inputs first (the run folder, the checkpoint to resume), then the work.
-    if resume and resume_from is None:
-        ckpts = checkpoint_dirs(out)
-        resume_from = ckpts[-1] if ckpts else None
-        if resume_from is None:
-            say(f"[train] --resume: no checkpoint under {out}/checkpoints, starting fresh")
-    elif resume_from is None and checkpoint_dirs(out):
-        raise ConfigError(
-            f"run folder {out} already has checkpoints: resume it (--resume) or choose another output folder"
-        )
-    if resume_from is not None:
-        verify_checkpoint(str(resume_from))
-    if rt.is_main:
-        data_dir = ensure_dataset(cfg.data, log=say)
-    if rt.world_size > 1:
-        dist.barrier()
-    if not rt.is_main:
-        data_dir = ensure_dataset(cfg.data, log=say)
-    train_split, test_split = Split.load(data_dir, "train"), Split.load(data_dir, "test")
-
+    rt, out, t = resolve_runtime(cfg), Path(out_dir or cfg.train.out_dir), cfg.train
+    say = (log or print_flushed) if rt.is_main else (lambda _msg: None)
+    resume_from = _resume_point(out, resume, resume_from, say)  # the inputs first, then the work
+    train_split, test_split = _load_splits(cfg, rt, say)
     state = init_state(cfg, rt, train_split)
-    last_eval: dict[str, float] = {}
-    if resume_from is not None:
-        payload = load_checkpoint(resume_from, map_location=rt.device)
-        changed = _diff_keys(payload["config"], to_dict(cfg))
-        if changed:
-            say(f"[train] warning: config differs from the checkpoint's in {', '.join(changed)}")
-        restore(state, payload)
-        last_eval = dict(payload["metrics"])
-        say(f"[train] resumed from {resume_from} at step {state.step}")
-    pulled = mirror.pull() if mirror is not None and rt.is_main else 0
-    if pulled:
-        say(f"[train] pulled {pulled} run file(s) from {mirror.remote}")
+    last_eval = _resume(state, resume_from, say) if resume_from is not None else {}
     if rt.is_main:
         save_config(cfg, out / "config.yaml")
-    # Full-precision, machine-readable history next to the TensorBoard logs.
-    history_path = out / "metrics.jsonl"
-    if rt.is_main and history_path.exists():
-        _truncate_history(history_path, state.step)
-    history = open(history_path, "a") if rt.is_main else None
-
-    def record(kind: str, metrics: dict[str, float]) -> None:
-        if history is not None:
-            history.write(json.dumps({"kind": kind, "step": state.step, **metrics}) + "\n")
-            history.flush()
-
-    writer = None
-    if rt.is_main and cfg.train.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
-
-        # purge_step: a resumed run hides the events its last life wrote past the checkpoint.
-        writer = SummaryWriter(str(tensorboard_dir or out / "tensorboard"),
-                               purge_step=state.step if state.step or pulled else None)
-        if hparams:
-            _write_hparams(writer, hparams)
-
-    def sync(every_s: float = 0.0) -> None:
-        if mirror is not None and rt.is_main and time.monotonic() - mirror.pushed_at >= every_s:
-            if writer is not None:
-                writer.flush()
-            mirror.push()
-
-    sync()
-    if report is not None and resume_from is not None:
-        # Report the checkpoint resumed from once more: a report that died with its node (or
-        # with the driver) still reaches the caller; the artifact index copies a checkpoint
-        # it holds already no second time.
-        report(dict(last_eval), str(resume_from) if rt.is_main else None)
-    say(
-        f"[train] {sum(p.numel() for p in state.model.parameters()):,} parameters, "
-        f"{len(train_split):,} train rows, {len(test_split):,} test rows, {state.total_steps} steps, "
-        f"device {rt.device} {str(rt.dtype).removeprefix('torch.')}, {rt.world_size} worker(s)"
-    )
-
-    t = cfg.train
-    eval_batch = t.eval_batch_size or state.local_batch
-    sums: dict[str, torch.Tensor] = {}
-    window_steps, window_start = 0, time.monotonic()
-    while state.step < state.total_steps:
-        step_sums = train_step(state)
-        for k, v in step_sums.items():
-            sums[k] = sums.get(k, 0) + v
-        window_steps += 1
-        done = state.step >= state.total_steps
-        if state.step % t.log_interval == 0 or done:
-            metrics = summarize(sums, window_steps, state)
-            if not math.isfinite(metrics["loss/total"]):
-                raise FloatingPointError(f"loss became {metrics['loss/total']} at step {state.step}")
-            elapsed = time.monotonic() - window_start
-            metrics["lr"] = state.optimizer.param_groups[0]["lr"]
-            metrics["segments_per_s"] = window_steps / max(elapsed, 1e-9)
-            metrics["samples_per_s"] = metrics["segments_per_s"] * t.global_batch_size
-            say(_log_line(state.step, state.total_steps, metrics))
-            record("train", metrics)
-            if writer is not None:
-                for k, v in metrics.items():
-                    writer.add_scalar(k, v, state.step)
-            sync(_MIRROR_S)
-            sums, window_steps, window_start = {}, 0, time.monotonic()
-        if state.step % t.eval_interval == 0 or done:
-            state.eval_round += 1
-            start = time.monotonic()
-            result = run_eval(
-                state.model,
-                test_split,
-                batch_size=eval_batch,
-                limit=t.eval_samples,
-                views=t.eval_views,
-                device=rt.device,
-                dtype=rt.dtype,
-                keep_examples=_IMAGES_PER_EVAL if writer is not None else 0,
-            )
-            last_eval = result.metrics
-            last_eval.update(step=state.step, eval_round=state.eval_round, epoch=state.stream.epoch)
-            say(
-                f"[eval] step {state.step} round {state.eval_round}: exact {last_eval['exact_accuracy']:.4f} "
-                f"token {last_eval['token_accuracy']:.4f} q_halt {last_eval['q_halt_accuracy']:.3f} "
-                f"steps {last_eval['mean_steps']:.2f} ({time.monotonic() - start:.1f}s)"
-            )
-            record("eval", last_eval)
-            if writer is not None:
-                for k, v in last_eval.items():
-                    writer.add_scalar(f"eval/{k}", v, state.step)
-                for i, ex in enumerate(result.examples):
-                    image = render(test_split.meta["task"], ex["input"], ex["label"], ex["pred"])
-                    writer.add_image(f"predictions/{i}", image, state.step, dataformats="HWC")
-                writer.flush()
-            if t.checkpoint:  # never a checkpoint of broken weights: a resume would only repeat them
-                _check_finite(state)
-            ckpt = save_checkpoint(state, out, last_eval) if t.checkpoint else None
-            sync()
-            if report is not None:
-                report(dict(last_eval), str(ckpt) if ckpt is not None else None)
-            window_start = time.monotonic()  # eval time is not training throughput
-    if writer is not None:
-        writer.close()
-    if history is not None:
-        history.close()
-    if mirror is not None and rt.is_main:
-        mirror.push()
+    with RunLog(out, main=rt.is_main, step=state.step, log=log, tensorboard=t.tensorboard,
+                tensorboard_dir=tensorboard_dir, hparams=hparams, mirror=mirror) as run:
+        if report is not None and resume_from is not None:
+            report(dict(last_eval), str(resume_from) if rt.is_main else None)
+        run.say(f"[train] {sum(p.numel() for p in state.model.parameters()):,} parameters, "
+                f"{len(train_split):,} train rows, {len(test_split):,} test rows, {state.total_steps} steps, "
+                f"device {rt.device} {str(rt.dtype).removeprefix('torch.')}, {rt.world_size} worker(s)")
+        sums, window, started = {}, 0, time.monotonic()
+        while state.step < state.total_steps:
+            for k, v in train_step(state).items():
+                sums[k] = sums.get(k, 0) + v
+            window += 1
+            done = state.step >= state.total_steps
+            if state.step % t.log_interval == 0 or done:
+                metrics = _window_metrics(state, sums, window, time.monotonic() - started)
+                run.say(_log_line(state.step, state.total_steps, metrics))
+                run.record("train", state.step, metrics)
+                run.sync(MIRROR_S)
+                sums, window, started = {}, 0, time.monotonic()
+            if state.step % t.eval_interval == 0 or done:
+                last_eval = _eval_round(state, test_split, run)
+                if t.checkpoint:  # never a checkpoint of broken weights: a resume would only repeat them
+                    _check_finite(state)
+                ckpt = save_checkpoint(state, out, last_eval) if t.checkpoint else None
+                run.sync()
+                if report is not None:
+                    report(dict(last_eval), str(ckpt) if ckpt is not None else None)
+                started = time.monotonic()  # eval time is not training throughput
     return last_eval
-

@@ -1,0 +1,112 @@
+"""What a training run tells, in one place: lines on stdout (or the caller's `log`),
+full-precision metrics.jsonl, TensorBoard (scalars, prediction pictures, HParams) and,
+when the run's folder lives on node-local scratch, its mirror in the storage.
+
+`RunLog` is a context manager: its files are closed, and the mirror gets its last push,
+when the run ends, by an error too. Only rank 0 of a data-parallel run writes; the
+other ranks get a RunLog that says and writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from hrm.remote import Mirror
+
+MIRROR_S = 30.0  # a mirrored run pushes its logs at least this often (and after every evaluation)
+EVAL_SCALARS = ("pass@1", "pass@2", "exact_accuracy", "token_accuracy")  # HParams' metrics
+
+
+def print_flushed(msg: str) -> None:
+    # Flush: logs often go to a file or a Ray job log, where Python buffers.
+    print(msg, flush=True)
+
+
+def _truncate_history(path: Path, step: int) -> None:
+    """Drop history lines past `step` (written by a run that died after its checkpoint)."""
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    os.replace(tmp, path)
+
+
+class RunLog:
+    """`out`: the run folder (metrics.jsonl); TensorBoard goes to `tensorboard_dir` (default
+    `out/tensorboard`) when `tensorboard`. `step`: where the run starts (a resumed run
+    drops the history and hides the events its last life wrote past it). `mirror`: pulled
+    on entry, pushed every MIRROR_S seconds of logging, by `sync()` and on exit."""
+
+    def __init__(self, out: str | Path, *, main: bool, step: int, log: Callable[[str], None] | None = None,
+                 tensorboard: bool = True, tensorboard_dir: str | Path | None = None,
+                 hparams: dict[str, Any] | None = None, mirror: Mirror | None = None):
+        self.out, self.main, self.step = Path(out), main, step
+        self.log = (log or print_flushed) if main else (lambda _msg: None)
+        self.tensorboard = tensorboard and main
+        self.tensorboard_dir = Path(tensorboard_dir) if tensorboard_dir else self.out / "tensorboard"
+        self.hparams, self.mirror = hparams, mirror if main else None
+        self.history = self.writer = None
+
+    def __enter__(self) -> "RunLog":
+        if not self.main:
+            return self
+        pulled = self.mirror.pull() if self.mirror is not None else 0
+        if pulled:
+            self.say(f"[train] pulled {pulled} run file(s) from {self.mirror.remote}")
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / "metrics.jsonl"
+        if path.exists():
+            _truncate_history(path, self.step)
+        self.history = open(path, "a")
+        if self.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step: TensorBoard hides the events an earlier life wrote from here on.
+            self.writer = SummaryWriter(str(self.tensorboard_dir), purge_step=self.step if self.step or pulled else None)
+            if self.hparams:
+                self._write_hparams(self.hparams)
+        self.sync()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for f in (self.writer, self.history):
+            if f is not None:
+                f.close()
+        if self.mirror is not None:
+            self.mirror.push()
+
+    def say(self, msg: str) -> None:
+        self.log(msg)
+
+    def record(self, kind: str, step: int, metrics: dict[str, float], prefix: str = "") -> None:
+        """A history line and the scalars `prefix + name` at `step`."""
+        if self.history is not None:
+            self.history.write(json.dumps({"kind": kind, "step": step, **metrics}) + "\n")
+            self.history.flush()
+        if self.writer is not None:
+            for k, v in metrics.items():
+                self.writer.add_scalar(prefix + k, v, step)
+
+    def images(self, step: int, pictures: list[Any]) -> None:
+        for i, image in enumerate(pictures):
+            self.writer.add_image(f"predictions/{i}", image, step, dataformats="HWC")
+
+    def sync(self, every_s: float = 0.0) -> None:
+        """Flush TensorBoard and push the mirror (at most every `every_s` seconds)."""
+        if self.writer is not None:
+            self.writer.flush()
+        if self.mirror is not None and time.monotonic() - self.mirror.pushed_at >= every_s:
+            self.mirror.push()
+
+    def _write_hparams(self, hparams: dict[str, Any]) -> None:
+        """HParams in this run itself (SummaryWriter.add_hparams would make a sub-run),
+        against the evaluation scalars the loop logs."""
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        metrics = {f"eval/{k}": 0.0 for k in EVAL_SCALARS}
+        values = {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v) for k, v in hparams.items()}
+        for summary in hparams_summary(values, metrics):
+            self.writer.file_writer.add_summary(summary)
