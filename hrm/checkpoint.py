@@ -137,8 +137,9 @@ def verify_checkpoint(folder: str, filesystem: pafs.FileSystem | None = None,
     return manifest
 
 
-def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """The payload of a checkpoint folder (or its checkpoint.pt), verified against its manifest."""
+def load_checkpoint(path: str | Path, map_location: Any = "cpu", verified: bool = False) -> dict[str, Any]:
+    """The payload of a checkpoint folder (or its checkpoint.pt), verified against its manifest
+    unless the caller just did (`verified`: hashing a large checkpoint twice is seconds)."""
     import torch
 
     path = Path(path)
@@ -147,7 +148,8 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         raise CheckpointError(f"no checkpoint at {path}")
     if not path.is_dir() and path.name != CHECKPOINT_FILE:
         raise CheckpointError(f"{path} is not a checkpoint: give a checkpoint folder (with {CHECKPOINT_FILE})")
-    verify_checkpoint(str(folder))
+    if not verified:
+        verify_checkpoint(str(folder))
     try:
         payload = torch.load(folder / CHECKPOINT_FILE, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many kinds for a file it cannot read
@@ -158,11 +160,11 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     return payload
 
 
-def load_model(path: str | Path, device: Any = "cpu"):
+def load_model(path: str | Path, device: Any = "cpu", verified: bool = False):
     """(model, cfg, payload): a ready (eval-mode) model from a checkpoint folder or file."""
     from hrm.model import build_model
 
-    payload = load_checkpoint(path, map_location=device)
+    payload = load_checkpoint(path, map_location=device, verified=verified)
     cfg = from_dict(payload["config"])
     model = build_model(cfg, payload["task"]).to(device)
     model.load_state_dict(payload["model"])

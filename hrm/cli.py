@@ -68,9 +68,8 @@ def _cmd_model_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from hrm.train import train
-
     from hrm.remote import check_folder
+    from hrm.train import train
 
     cfg = load_config(args.config, args.set)
     out = args.out or cfg.train.out_dir
@@ -103,6 +102,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     with _store(args).local_copy(args.artifact) if args.artifact else contextlib.nullcontext() as found:
         result, split = evaluate_checkpoint(
             found[0] if found else args.checkpoint, data=args.data, split=args.split, device=args.device,
+            verified=found is not None,  # local_copy checked it
             batch_size=args.batch_size, limit=args.limit, views=args.views, ks=tuple(args.k),
             keep_examples=args.render_count if args.render else 0,
         )

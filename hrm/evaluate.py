@@ -457,15 +457,16 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 def evaluate_checkpoint(
     path: str | Path, *, data: str | Path | None = None, split: str = "test", device: str = "cpu",
-    **options: Any,
+    verified: bool = False, **options: Any,
 ) -> tuple[EvalResult, Split]:
-    """Load a checkpoint folder and `run_eval` it on its config's dataset (or `data`);
-    `options` go to run_eval (views, ks, limit, batch_size, keep_examples)."""
+    """Load a checkpoint folder (checked against its manifest unless `verified`) and
+    `run_eval` it on its config's dataset (or `data`); `options` go to run_eval (views, ks,
+    limit, batch_size, keep_examples)."""
     from hrm.checkpoint import load_model
     from hrm.data.build import ensure_dataset
 
     dev = torch.device(device)
-    model, cfg, payload = load_model(path, device=dev)
+    model, cfg, payload = load_model(path, device=dev, verified=verified)
     folder = Path(data) if data else ensure_dataset(cfg.data)
     data_split = Split.load(folder, split)
     meta, want = data_split.meta, (payload["task"], model.vocab_size, model.seq_len)

@@ -345,7 +345,7 @@ def _load_splits(cfg: Config, rt: Runtime, say: Callable[[str], None]) -> tuple[
 
 def _resume(state: TrainState, resume_from: str | Path, say: Callable[[str], None]) -> dict[str, float]:
     """Restore `state` from a checkpoint; returns its evaluation metrics."""
-    payload = load_checkpoint(resume_from, map_location=state.rt.device)
+    payload = load_checkpoint(resume_from, map_location=state.rt.device, verified=True)  # by _resume_point
     changed = _diff_keys(payload["config"], to_dict(state.cfg))
     if changed:
         say(f"[train] warning: config differs from the checkpoint's in {', '.join(changed)}")
