@@ -139,7 +139,7 @@ def verify_checkpoint(folder: str, filesystem: pafs.FileSystem | None = None,
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu", verified: bool = False) -> dict[str, Any]:
     """The payload of a checkpoint folder (or its checkpoint.pt), verified against its manifest
-    unless the caller just did (`verified`: hashing a large checkpoint twice is seconds)."""
+    unless the caller just did (`verified`: no second read and hash of every file)."""
     import torch
 
     path = Path(path)
