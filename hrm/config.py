@@ -9,6 +9,7 @@ before validation, so they get the same checks.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import functools
@@ -16,6 +17,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -282,6 +284,18 @@ _MISSING = object()
 _FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
+def number(value: Any) -> float | int | None:
+    """A YAML number, or a numeric string (PyYAML follows YAML 1.1, which reads `1e-3`,
+    with no dot, as a string); None for anything else, booleans included."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str) and _FLOAT_RE.fullmatch(value.strip()):
+        return float(value)
+    return None
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Return `value` as type `tp` or _MISSING if it does not fit."""
     origin = typing.get_origin(tp)
@@ -319,12 +333,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is int:
         return value if isinstance(value, int) and not isinstance(value, bool) else _MISSING
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        # PyYAML follows YAML 1.1, which reads `1e-3` (no dot) as a string.
-        if isinstance(value, str) and _FLOAT_RE.fullmatch(value.strip()):
-            return float(value)
-        return _MISSING
+        num = number(value)
+        return _MISSING if num is None else float(num)
     if tp is str:
         return value if isinstance(value, str) else _MISSING
     raise TypeError(f"unsupported config type {tp} at {key}")
@@ -344,14 +354,23 @@ def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
     for key, value in raw.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(f"unknown key '{dotted}'{hint} (allowed: {', '.join(names)})")
-        out = _coerce(value, hints[key], dotted)
-        if out is _MISSING:
-            raise ConfigError(f"'{dotted}' must be {_type_name(hints[key])}, got {value!r}")
-        kwargs[key] = out
+            raise ConfigError(f"unknown key '{dotted}'{hint(key, names)} (allowed: {', '.join(names)})")
+        kwargs[key] = coerce(value, hints[key], dotted)
     return cls(**kwargs)
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """`value` as type `tp` (as a config field reads it), or one line naming `key`."""
+    out = _coerce(value, tp, key)
+    if out is _MISSING:
+        raise ConfigError(f"'{key}' must be {_type_name(tp)}, got {value!r}")
+    return out
+
+
+def hint(word: Any, allowed: Any) -> str:
+    """"; did you mean 'x'?" for the allowed word closest to `word`, or ""."""
+    close = difflib.get_close_matches(str(word), [str(a) for a in allowed], n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def from_dict(raw: dict[str, Any]) -> Config:
@@ -411,25 +430,67 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    raw = _deepcopy(raw)
+    raw = copy.deepcopy(raw)
     for text in overrides:
         parts, value = parse_override(text)
-        node = raw
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"override '{text}': '{part}' is not a mapping")
-            node = child
-        node[parts[-1]] = value
+        try:
+            set_key(raw, ".".join(parts), value)
+        except ConfigError as exc:
+            raise ConfigError(f"override '{text}': {exc}") from None
     return raw
 
 
-def _deepcopy(raw: Any) -> Any:
-    if isinstance(raw, dict):
-        return {k: _deepcopy(v) for k, v in raw.items()}
-    if isinstance(raw, list):
-        return [_deepcopy(v) for v in raw]
-    return raw
+# Plain nested mappings addressed by dotted keys ("optim.lr"): the one implementation
+# that overrides, search spaces and their edits share.
+
+
+def set_key(raw: dict[str, Any], key: str, value: Any) -> None:
+    """raw[a][b] = value for key "a.b", making sections on the way (tuples become lists)."""
+    parts = key.split(".")
+    if not all(parts):
+        raise ConfigError(f"'{key}' has an empty key part")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"'{'.'.join(parts[: i + 1])}' is not a section, so '{key}' is not a config key")
+    node[parts[-1]] = thaw(value)
+
+
+def get_key(raw: Mapping[str, Any], key: str) -> Any:
+    """raw[a][b] for key "a.b"; KeyError if it is not there."""
+    node: Any = raw
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise KeyError(key)
+        node = node[part]
+    return node
+
+
+def flat_items(raw: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, value) of every leaf; an empty mapping is a leaf."""
+    out = []
+    for key, value in raw.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        out.extend(flat_items(value, dotted) if isinstance(value, Mapping) and value else [(dotted, value)])
+    return out
+
+
+def with_values(raw: dict[str, Any], items: Any) -> Config:
+    """The config `raw` describes with each (dotted key, value) of `items` set, validated."""
+    raw = copy.deepcopy(raw)
+    for key, value in items:
+        set_key(raw, key, value)
+    return from_dict(raw)
+
+
+def freeze(value: Any) -> Any:
+    """Lists as tuples, recursively (hashable, and how config fields hold lists)."""
+    return tuple(freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def thaw(value: Any) -> Any:
+    return [thaw(v) for v in value] if isinstance(value, tuple) else value
 
 
 class _StrictLoader(yaml.SafeLoader):

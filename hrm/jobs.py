@@ -13,7 +13,8 @@ from hrm.artifacts import ArtifactStore, check_name
 from hrm.cli import Parser, exit_now, make_parser  # exit_now: the jobs end through it too
 from hrm.config import Config, ConfigError, anchor_paths, int_at_least, load_config, to_dict
 from hrm.remote import check_storage, exists, is_uri
-from hrm.search import Budget, SearchSpace, hparams, load_space
+from hrm.search import Budget, SearchSpace, hparams
+from hrm.space import load_space
 
 
 def _parser(doc: str | None) -> argparse.ArgumentParser:

@@ -13,15 +13,8 @@ optuna = pytest.importorskip("optuna")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 from hrm.config import ConfigError, load_config  # noqa: E402
-from hrm.search import (  # noqa: E402
-    SpaceError,
-    define_by_run,
-    hparams,
-    load_space,
-    shipped_spaces,
-    total_rounds,
-    trial_config,
-)
+from hrm.search import SpaceError, define_by_run, hparams, shipped_spaces, total_rounds, trial_config  # noqa: E402
+from hrm.space import load_space  # noqa: E402
 
 SPACE = """
 name: t
