@@ -23,6 +23,7 @@ from hrm.config import (
     int_at_least,
     load_config,
 )
+from hrm.tasks import TASKS
 
 
 _DEFAULT_ROOT = "runs/artifacts"  # artifact store used when neither --root nor HRM_ARTIFACTS is given
@@ -108,10 +109,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         )
     task = split.meta["task"]
     if args.render:
-        from hrm.render import render, save_png
+        from hrm import tasks
+        from hrm.render import save_png
 
+        picture = tasks.get(task).picture
         for i, ex in enumerate(result.examples):
-            save_png(render(task, ex["input"], ex["label"], ex["pred"]), Path(args.render) / f"{task}_{i:03d}.png")
+            save_png(picture(ex["input"], ex["label"], ex["pred"]), Path(args.render) / f"{task}_{i:03d}.png")
     if args.out:
         for name, content in result_files(result, split).items():
             write_json(Path(args.out) / name, content)
@@ -119,11 +122,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-# num_aug defaults per task: HRM's 1000 for Sudoku and ARC, none for Maze.
-_DEFAULT_AUG = {"sudoku": 1000, "maze": 0, "arc": 1000}
-
-
 def _cmd_data_build(args: argparse.Namespace) -> int:
+    from hrm import tasks
     from hrm.data.build import DATASET_FILES, build_dataset, dataset_dir
 
     if args.config:
@@ -134,7 +134,7 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
         if args.from_csv and args.task != "sudoku":
             raise UsageError("--from-csv is the published Sudoku format: use it with task 'sudoku'")
         train_csv, test_csv = args.from_csv if args.from_csv else (None, None)
-        num_aug = _DEFAULT_AUG[args.task] if args.num_aug is None else args.num_aug
+        num_aug = tasks.get(args.task).default_aug if args.num_aug is None else args.num_aug
         cfg = DataConfig(
             task=args.task,
             root=args.root,
@@ -314,7 +314,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
     p = data.add_parser("build", help="build a dataset (from a config, or from flags)")
-    p.add_argument("task", nargs="?", default="sudoku", choices=["sudoku", "maze", "arc"])
+    p.add_argument("task", nargs="?", default="sudoku", choices=list(TASKS))
     p.add_argument("--config", help="build the dataset a train config describes")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", help="output folder (default: <root>/<task>-<options hash>)")
@@ -323,7 +323,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-train", type=int_at_least(1), default=1000, help="sudoku/maze: puzzles in the train split")
     p.add_argument("--num-test", type=int_at_least(1), default=1000, help="sudoku/maze: puzzles in the test split")
-    p.add_argument("--num-aug", type=int_at_least(0), help="augmented variants per puzzle (default: sudoku 1000, maze 0, arc 1000)")
+    p.add_argument("--num-aug", type=int_at_least(0), help="augmented variants per puzzle (default: "
+                   + ", ".join(f"{t.name} {t.default_aug}" for t in TASKS.values()) + ")")
     g = p.add_argument_group("sudoku")
     g.add_argument("--size", type=int, choices=[4, 6, 9], default=9)
     g.add_argument("--difficulty", choices=["easy", "minimal", "hard"], default="hard")

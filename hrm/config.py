@@ -25,6 +25,10 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
+from hrm import tasks
+
+TASK_NAMES = tasks.NAMES
+
 
 class ConfigError(ValueError):
     """A config problem; the message is one line meant for the user."""
@@ -181,7 +185,7 @@ class ARCConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
-    task: Literal["sudoku", "maze", "arc"] = "sudoku"
+    task: Literal[TASK_NAMES] = "sudoku"  # the tasks of hrm.tasks
     # Built datasets are cached under root/<task>-<hash of the builder options>;
     # `path` points at a prebuilt dataset folder instead. `share`: a folder or URI every
     # node reads (searches on object storage default it to <storage>/datasets): a dataset
@@ -199,8 +203,10 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         checked(self, "data")
-        if self.task == "maze" and self.num_aug > 7:
-            raise ConfigError(f"data.num_aug for maze is the number of dihedral variants: 0..7, got {self.num_aug}")
+        most = tasks.get(self.task).max_aug
+        if most is not None and self.num_aug > most:
+            raise ConfigError(f"data.num_aug for {self.task} must be in 0..{most} (it has {most} augmentations), "
+                              f"got {self.num_aug}")
 
 
 @dataclass(frozen=True, kw_only=True)

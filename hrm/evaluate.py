@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from hrm import tasks
 from hrm.config import ConfigError
 from hrm.data.loader import Split
 from hrm.model.hrm import HRM
@@ -262,14 +263,8 @@ class ARCEval(TaskEval):
 
 
 def task_eval(split: Split) -> TaskEval:
-    task = split.meta.get("task", "sudoku")
-    if task == "sudoku":
-        return TaskEval(split)
-    if task == "maze":
-        return MazeEval(split)
-    if task == "arc":
-        return ARCEval(split)
-    raise ValueError(f"no evaluator for task '{task}'")
+    """The evaluator of the split's task (`hrm.tasks`)."""
+    return tasks.get(split.meta["task"]).evaluator(split)
 
 
 def arc_submission(te: ARCEval, result: "EvalResult") -> dict[str, list[dict[str, list[list[int]]]]]:
@@ -479,8 +474,5 @@ def evaluate_checkpoint(
 
 
 def result_files(result: EvalResult, split: Split) -> dict[str, Any]:
-    """What `--out` gets: metrics.json, and for ARC the Kaggle-format submission.json."""
-    files: dict[str, Any] = {"metrics.json": result.metrics}
-    if split.meta["task"] == "arc":
-        files["submission.json"] = arc_submission(task_eval(split), result)
-    return files
+    """What `--out` gets: metrics.json and the task's own files (ARC: submission.json)."""
+    return {"metrics.json": result.metrics, **tasks.get(split.meta["task"]).files(task_eval(split), result)}

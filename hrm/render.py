@@ -86,14 +86,6 @@ def arc_image(inputs: np.ndarray, labels: np.ndarray, preds: np.ndarray, cell: i
     return np.concatenate([padded[0], bar, padded[1], bar, padded[2]], axis=1)
 
 
-def render(task: str, inputs: np.ndarray, labels: np.ndarray, preds: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 picture of one prediction for `task`."""
-    fn = {"sudoku": sudoku_image, "maze": maze_image, "arc": arc_image}.get(task)
-    if fn is None:
-        raise ValueError(f"no renderer for task '{task}' (allowed: sudoku, maze, arc)")
-    return fn(np.asarray(inputs), np.asarray(labels), np.asarray(preds))
-
-
 def save_png(image: np.ndarray, path: str | Path) -> None:
     from PIL import Image
 

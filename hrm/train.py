@@ -24,6 +24,7 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
+from hrm import tasks
 from hrm.checkpoint import checkpoint_dirs, load_checkpoint, verify_checkpoint, write_checkpoint
 from hrm.config import Config, ConfigError, save_config, to_dict
 from hrm.data.build import ensure_dataset
@@ -34,7 +35,6 @@ from hrm.model.hrm import HRM, Carry
 from hrm.model.losses import act_loss
 from hrm.optim import AdamATan2, SparseSignSGD, lr_at
 from hrm.remote import Mirror
-from hrm.render import render
 from hrm.runlog import MIRROR_S, RunLog, print_flushed
 
 Report = Callable[[dict[str, float], "str | None"], None]
@@ -382,8 +382,8 @@ def _eval_round(state: TrainState, test_split: Split, run: RunLog) -> dict[str, 
     )
     run.record("eval", state.step, metrics, prefix="eval/")
     if run.writer is not None:
-        run.images(state.step, [render(test_split.meta["task"], ex["input"], ex["label"], ex["pred"])
-                                for ex in result.examples])
+        picture = tasks.get(test_split.meta["task"]).picture
+        run.images(state.step, [picture(ex["input"], ex["label"], ex["pred"]) for ex in result.examples])
     return metrics
 
 

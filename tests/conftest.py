@@ -21,3 +21,67 @@ def pytest_unconfigure(config):
         from hrm.cli import exit_now
 
         exit_now(_exit_status[-1])
+
+
+# ---------------------------------------------------------------------------
+# The tiny run the tests share
+
+
+class Tiny:
+    """The tiny run most tests train: 4x4 easy Sudoku, a 1+1-layer model of width 32,
+    a few steps on the CPU, no TensorBoard. A test names only what it changes, section
+    by section (`tiny.config(tmp_path, train={"steps": 6})`); paths go under `root`."""
+
+    BASE = {
+        "model": {"hidden_size": 32, "num_heads": 4, "H_layers": 1, "L_layers": 1, "halt_max_steps": 2},
+        "data": {"num_train": 64, "num_test": 16, "num_aug": 1,
+                 "sudoku": {"size": 4, "difficulty": "easy", "blanks": 4}},
+        "optim": {"lr": 3e-3, "warmup_steps": 2},
+        "train": {"global_batch_size": 16, "steps": 4, "eval_interval": 2, "log_interval": 1,
+                  "tensorboard": False, "device": "cpu"},
+    }
+
+    @classmethod
+    def raw(cls, root, **sections) -> dict:
+        import copy
+
+        raw = copy.deepcopy(cls.BASE)
+        raw["data"]["root"] = str(root / "data")
+        raw["train"]["out_dir"] = str(root / "run")
+        for name, changes in sections.items():
+            if isinstance(changes, dict) and isinstance(raw.get(name), dict):
+                _merge(raw[name], changes)
+            else:
+                raw[name] = changes
+        return raw
+
+    @classmethod
+    def config(cls, root, **sections):
+        from hrm.config import from_dict
+
+        return from_dict(cls.raw(root, **sections))
+
+    @classmethod
+    def flags(cls, root, **sections) -> list[str]:
+        """The same run as `--set` flags over a shipped config (`hrm train --config
+        quickstart ...`); the run folder is left to the command's own --out."""
+        import json
+
+        from hrm.config import flat_items
+
+        raw = cls.raw(root, **sections)
+        del raw["train"]["out_dir"]
+        return [arg for key, value in flat_items(raw) for arg in ("--set", f"{key}={json.dumps(value)}")]
+
+
+def _merge(into: dict, changes: dict) -> None:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+@pytest.fixture(scope="session")
+def tiny() -> type[Tiny]:
+    return Tiny

@@ -22,34 +22,12 @@ HPARAMS = {"model": {"H_cycles": 2, "hidden_size": 32}, "optim": {"lr": 1e-3, "b
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, tiny):
     """One tiny training run: two real checkpoints and the metrics reported with them."""
-    from hrm.config import from_dict
     from hrm.train import train
 
     base = tmp_path_factory.mktemp("artifacts-run")
-    raw = {
-        "name": "tiny",
-        "model": {"hidden_size": 32, "num_heads": 2, "H_layers": 1, "L_layers": 1, "halt_max_steps": 2},
-        "data": {
-            "root": str(base / "data"),
-            "num_train": 64,
-            "num_test": 32,
-            "num_aug": 1,
-            "sudoku": {"size": 4, "difficulty": "easy", "blanks": 4},
-        },
-        "optim": {"lr": 3e-3, "warmup_steps": 2},
-        "train": {
-            "global_batch_size": 16,
-            "steps": 4,
-            "eval_interval": 2,
-            "log_interval": 2,
-            "out_dir": str(base / "run"),
-            "tensorboard": False,
-            "device": "cpu",
-        },
-    }
-    cfg = from_dict(raw)
+    cfg = tiny.config(base, name="tiny", model={"num_heads": 2}, data={"num_test": 32}, train={"log_interval": 2})
     reports = []
     train(cfg, log=lambda _m: None, report=lambda m, c: reports.append((dict(m), c)))
     assert len(reports) == 2 and all(Path(c).is_dir() for _, c in reports)

@@ -13,10 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 HRM = str(Path(sys.executable).with_name("hrm"))
-TINY = ["--set", "model.hidden_size=32", "--set", "model.num_heads=4", "--set", "model.H_layers=1",
-        "--set", "model.L_layers=1", "--set", "data.num_train=40", "--set", "data.num_test=8",
-        "--set", "data.num_aug=1", "--set", "train.global_batch_size=8", "--set", "train.steps=2",
-        "--set", "train.eval_interval=2", "--set", "train.log_interval=1", "--set", "train.tensorboard=false"]
+# The shared tiny run (conftest's Tiny), shorter still: "{tiny}" in a command stands for its --set flags.
+SHORT = {"data": {"num_train": 40, "num_test": 8}, "train": {"global_batch_size": 8, "steps": 2, "eval_interval": 2}}
 
 
 def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -25,11 +23,10 @@ def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory) -> dict[str, Path]:
+def made(tmp_path_factory, tiny) -> dict[str, Path]:
     """A tiny trained run (its checkpoint and dataset), built once for the catalogue."""
     root = tmp_path_factory.mktemp("made")
-    done = _run([HRM, "train", "--config", "quickstart", *TINY, "--set", f"data.root={root / 'data'}",
-                 "--out", str(root / "run")], root)
+    done = _run([HRM, "train", "--config", "quickstart", *tiny.flags(root, **SHORT), "--out", str(root / "run")], root)
     assert done.returncode == 0, done.stderr[-3000:]
     (ckpt,) = sorted((root / "run" / "checkpoints").iterdir())
     (data,) = [d for d in (root / "data").iterdir() if d.is_dir()]
@@ -42,7 +39,7 @@ def _tree(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 # Each case: (what it writes into the test's folder first: {name: text or bytes or a
-# callable(made, folder)}, the command (strings; {ckpt}, {data} and {dir} filled in),
+# callable(made, folder)}, the command (strings; {ckpt}, {data} and {dir} filled in, {tiny} expanded),
 # a piece the one line must hold).
 CASES = {
     # configs
@@ -106,7 +103,7 @@ CASES = {
     "checkpoint: truncated": ("truncate", ["hrm", "eval", "--checkpoint", "ck"], "truncated"),
     "checkpoint: no manifest": ("no-manifest", ["hrm", "eval", "--checkpoint", "ck"], "no manifest.json"),
     "checkpoint: empty folder": ({"ck/.keep": ""}, ["hrm", "eval", "--checkpoint", "ck"], "ck"),
-    "checkpoint: resume from a damaged one": ("resume-flip", ["hrm", "train", "--config", "quickstart", *TINY,
+    "checkpoint: resume from a damaged one": ("resume-flip", ["hrm", "train", "--config", "quickstart", "{tiny}",
                                                               "--resume", "--out", "run"], "fails its sha256 check"),
     "checkpoint: manifest not JSON": ("bad-manifest", ["hrm", "eval", "--checkpoint", "ck"], "is not JSON"),
     # output paths
@@ -120,7 +117,7 @@ CASES = {
                                                       "--root", "store"], "not an empty folder"),
     "out: data.root under a file": ({"f": "x"}, ["hrm", "train", "--config", "quickstart", "--set", "data.root=f/d"],
                                     "f/d"),
-    "out: train --out with checkpoints": ("run-exists", ["hrm", "train", "--config", "quickstart", *TINY,
+    "out: train --out with checkpoints": ("run-exists", ["hrm", "train", "--config", "quickstart", "{tiny}",
                                                          "--out", "run"], "already has checkpoints"),
     "out: tune --storage under a file": ({"f": "x"}, ["tune", "--smoke", "--storage", "f/st"],
                                          "f/st: {dir}/f is not a folder this user can write"),
@@ -186,13 +183,14 @@ def _prepare(kind, made: dict[str, Path], folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
-def test_bad_input(case, made, tmp_path):
+def test_bad_input(case, made, tmp_path, tiny):
     kind, argv, piece = CASES[case]
     fill = _prepare(kind, made, tmp_path)
     program = {"hrm": [HRM], "tune": [sys.executable, str(ROOT / "ray_jobs" / "tune.py")],
                "train.py": [sys.executable, str(ROOT / "ray_jobs" / "train.py")]}[argv[0]]
     before = _tree(tmp_path)
-    done = _run([*program, *(a.format(**fill) for a in argv[1:])], tmp_path)
+    args = [x for a in argv[1:] for x in (tiny.flags(tmp_path, **SHORT) if a == "{tiny}" else [a.format(**fill)])]
+    done = _run([*program, *args], tmp_path)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2, f"exit {done.returncode}: {done.stderr[-3000:]}"
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]

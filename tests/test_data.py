@@ -4,14 +4,16 @@ memory-mapped reads, the CLI builder, and the epoch/group sampling."""
 from __future__ import annotations
 
 import json
+import typing
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
-from hrm import cli
-from hrm.config import DataConfig, SudokuConfig
+from hrm import cli, tasks
+from hrm.config import ConfigError, DataConfig, SudokuConfig, from_dict
 from hrm.data import storage
-from hrm.data.build import build_dataset, dataset_dir, ensure_dataset, task_spec
+from hrm.data.build import build_dataset, builder_options, dataset_dir, ensure_dataset, task_spec
 from hrm.data.loader import SampleStream, Split
 
 
@@ -134,3 +136,40 @@ def test_big_splits_are_written_in_batches_and_read_without_concatenation(tmp_pa
     assert np.array_equal(got["inputs"][idx], a[idx]) and np.array_equal(got["inputs"][7], a[7])
     rows = SampleStream(Split(got, {}), seed=0).take(300)
     assert sorted(rows["inputs"][:, 0].tolist()) == sorted(a[:, 0].astype(np.int64).tolist())
+
+
+# ---------------------------------------------------------------------------
+# the task registry
+
+
+@pytest.mark.parametrize("task, data", [
+    ("sudoku", {}),
+    ("maze", {"num_train": 4, "num_test": 2, "maze": {"size": 6, "min_path": 1}}),
+    ("arc", {"arc": {"max_train_tasks": 2, "max_eval_tasks": 1}}),
+])
+def test_each_registered_task_is_shaped_built_evaluated_and_drawn(tmp_path, tiny, task, data):
+    cfg = tiny.config(tmp_path, data={"task": task, **data}).data
+    entry = tasks.get(task)
+    before = task_spec(cfg)  # from the registry: nothing built yet
+    assert before == entry.spec(cfg)
+    path = ensure_dataset(cfg, log=lambda _m: None)
+    meta = storage.read_meta(path / "train.arrow")
+    assert (meta["task"], meta["vocab_size"], meta["seq_len"]) == (task, before.vocab_size, before.seq_len)
+    assert 1 <= meta["num_puzzle_ids"] <= before.num_puzzle_ids  # ARC's is an upper bound
+    assert meta["builder"] == builder_options(cfg) and set(entry.options(cfg)) <= set(meta["builder"])
+    split = Split.load(path, "test")
+    assert type(entry.evaluator(split)).__name__ == {"sudoku": "TaskEval", "maze": "MazeEval", "arc": "ARCEval"}[task]
+    cols = split.columns
+    picture = entry.picture(cols["inputs"][0], cols["labels"][0], cols["labels"][0])
+    assert picture.ndim == 3 and picture.shape[2] == 3 and picture.dtype == np.uint8
+
+
+def test_data_task_allows_exactly_the_registered_tasks():
+    hints = typing.get_type_hints(DataConfig)
+    assert set(typing.get_args(hints["task"])) == set(tasks.TASKS) == {"sudoku", "maze", "arc"}
+    with pytest.raises(ConfigError, match="'data.task' must be one of 'sudoku', 'maze', 'arc', got 'chess'"):
+        from_dict({"data": {"task": "chess"}})
+    with pytest.raises(ValueError, match="unknown task 'chess' .allowed: sudoku, maze, arc."):
+        tasks.get("chess")
+    with pytest.raises(ConfigError, match="data.num_aug for maze must be in 0..7"):
+        from_dict({"data": {"task": "maze", "num_aug": 8}})

@@ -19,41 +19,20 @@ import pytest
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from hrm.config import from_dict
 from hrm.train import train
 
 
-def config(tmp_path: Path, out: str):
-    return from_dict(
-        {
-            "model": {"hidden_size": 32, "num_heads": 4, "H_layers": 1, "L_layers": 1, "halt_max_steps": 1},
-            "data": {
-                "root": str(tmp_path / "data"),
-                "num_train": 64,
-                "num_test": 16,
-                "num_aug": 1,
-                "sudoku": {"size": 4, "difficulty": "easy", "blanks": 5},
-            },
-            "optim": {"lr": 3e-3, "warmup_steps": 2},
-            "train": {
-                "global_batch_size": 16,
-                "steps": 6,
-                "eval_interval": 6,
-                "log_interval": 1,
-                "out_dir": str(tmp_path / out),
-                "tensorboard": False,
-                "checkpoint": True,
-            },
-        }
-    )
+def config(tiny, tmp_path: Path, out: str):
+    return tiny.config(tmp_path, model={"halt_max_steps": 1}, data={"sudoku": {"blanks": 5}},
+                       train={"steps": 6, "eval_interval": 6, "out_dir": str(tmp_path / out), "checkpoint": True})
 
 
-def _worker(rank: int, world: int, port: int, tmp_path: Path) -> None:
+def _worker(rank: int, world: int, port: int, tmp_path: Path, cfg) -> None:
     # A crash in C++ (gloo, torch) then prints every thread's Python stack.
     faulthandler.enable(all_threads=True)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        train(config(tmp_path, "two"), log=lambda _m: None)
+        train(cfg, log=lambda _m: None)
         # Leave together: neither rank closes its sockets while the other is
         # still inside a collective or talking to rank 0's TCPStore.
         dist.barrier()
@@ -79,12 +58,12 @@ def _losses(run: Path) -> list[float]:
 
 
 @pytest.mark.slow
-def test_two_ranks_match_one_process(tmp_path):
-    one = train(config(tmp_path, "one"), log=lambda _m: None)
+def test_two_ranks_match_one_process(tmp_path, tiny):
+    one = train(config(tiny, tmp_path, "one"), log=lambda _m: None)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_worker, args=(2, port, tmp_path), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, port, tmp_path, config(tiny, tmp_path, "two")), nprocs=2, join=True)
     assert (tmp_path / "rank0.done").exists() and (tmp_path / "rank1.done").exists()
     a, b = _losses(tmp_path / "one"), _losses(tmp_path / "two")
     assert len(a) == len(b) == 6

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from hrm import tasks
 from hrm.config import DataConfig, ModelConfig, SudokuConfig
 from hrm.data.build import build_dataset
 from hrm.data.loader import Split
-from hrm.evaluate import pass_at_k, rank_answers, run_eval, task_eval
+from hrm.evaluate import pass_at_k, rank_answers, run_eval
 from hrm.model import HRM
 
 
@@ -42,7 +43,7 @@ def sudoku_test_split(tmp_path_factory):
 
 
 def test_sudoku_views_invert_back_to_the_question(sudoku_test_split):
-    te = task_eval(sudoku_test_split)
+    te = tasks.get("sudoku").evaluator(sudoku_test_split)
     q = np.arange(30)
     v = te.views(q, num_views=5, seed=0)
     assert len(v.question) == 150 and set(v.view.tolist()) == set(range(5))
@@ -59,9 +60,9 @@ def test_sudoku_views_invert_back_to_the_question(sudoku_test_split):
     assert np.array_equal(v.inputs[given], v.labels[given])
 
 
-def test_one_view_pass_at_1_equals_exact_and_more_views_vote(sudoku_test_split):
+def test_one_view_pass_at_1_equals_exact_and_more_views_vote(sudoku_test_split, tiny):
     torch.manual_seed(0)
-    model = HRM(ModelConfig(hidden_size=32, num_heads=4, H_layers=1, L_layers=1, halt_max_steps=2), vocab_size=8, seq_len=36, num_puzzle_ids=1)
+    model = HRM(ModelConfig(**tiny.BASE["model"]), vocab_size=8, seq_len=36, num_puzzle_ids=1)
     one = run_eval(model, sudoku_test_split, batch_size=64, views=1)
     assert one.metrics["pass@1"] == one.metrics["exact_accuracy"]
     assert one.metrics["eval_questions"] == 30

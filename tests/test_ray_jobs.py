@@ -170,18 +170,14 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path):
     assert summary["trials"] == 3 and summary["errors"] == 0
 
 
-def test_two_ray_train_workers_match_one(local_ray, tmp_path):
+def test_two_ray_train_workers_match_one(local_ray, tmp_path, tiny):
     from ray_jobs import train as ray_train
 
     def run(workers: int) -> list[float]:
         code = ray_train.main(
             ["--config", "quickstart", "--storage", str(tmp_path), "--name", f"w{workers}",
              "--num-workers", str(workers), "--cpus-per-worker", "1",
-             "--set", "model.hidden_size=32", "--set", "model.H_layers=1", "--set", "model.L_layers=1",
-             "--set", "model.halt_max_steps=1", "--set", "data.num_train=64", "--set", "data.num_test=16",
-             "--set", "data.num_aug=1", "--set", f"data.root={tmp_path / 'data'}",
-             "--set", "train.global_batch_size=16", "--set", "train.steps=6", "--set", "train.eval_interval=6",
-             "--set", "train.log_interval=1", "--set", "train.tensorboard=false"]
+             *tiny.flags(tmp_path, model={"halt_max_steps": 1}, train={"steps": 6, "eval_interval": 6})]
         )
         assert code == 0
         rows = [json.loads(line) for line in (tmp_path / f"w{workers}" / "hrm" / "metrics.jsonl").read_text().splitlines()]

@@ -8,36 +8,20 @@ import json
 import pytest
 
 from hrm import cli
-from hrm.config import from_dict
 from hrm.checkpoint import checkpoint_dirs
 from hrm.train import train
 
-TINY_MODEL = {"hidden_size": 32, "num_heads": 4, "H_layers": 1, "L_layers": 1, "halt_max_steps": 2}
-
-
-def run(tmp_path, data: dict, **train_kw):
-    cfg = from_dict(
-        {
-            "model": TINY_MODEL,
-            "data": {"root": str(tmp_path / "data"), **data},
-            "optim": {"lr": 1e-3, "warmup_steps": 2},
-            "train": {
-                "global_batch_size": 8,
-                "steps": 4,
-                "eval_interval": 4,
-                "log_interval": 2,
-                "out_dir": str(tmp_path / "run"),
-                **train_kw,
-            },
-        }
-    )
+def run(tiny, tmp_path, data: dict, **train_kw):
+    cfg = tiny.config(tmp_path, data=data, optim={"lr": 1e-3},
+                      train={"global_batch_size": 8, "eval_interval": 4, "log_interval": 2, "tensorboard": True,
+                             **train_kw})
     metrics = train(cfg, log=lambda _m: None)
     return cfg, metrics
 
 
-def test_maze_trains_and_evaluates_with_views(tmp_path, capsys):
+def test_maze_trains_and_evaluates_with_views(tmp_path, capsys, tiny):
     _, metrics = run(
-        tmp_path,
+        tiny, tmp_path,
         {"task": "maze", "num_train": 16, "num_test": 6, "num_aug": 2, "maze": {"size": 8, "min_path": 8}},
         eval_views=4,
     )
@@ -53,9 +37,9 @@ def test_maze_trains_and_evaluates_with_views(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_arc_trains_and_writes_a_submission(tmp_path, capsys):
+def test_arc_trains_and_writes_a_submission(tmp_path, capsys, tiny):
     _, metrics = run(
-        tmp_path,
+        tiny, tmp_path,
         {"task": "arc", "num_aug": 2, "arc": {"version": "arc-agi-1", "max_train_tasks": 4, "max_eval_tasks": 2}},
         eval_views=3,
     )

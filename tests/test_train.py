@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hrm.config import ConfigError, from_dict
+from hrm.config import ConfigError
 from hrm.data.build import ensure_dataset
 from hrm.data.loader import Split
 from hrm.evaluate import run_eval
@@ -20,29 +20,19 @@ from hrm.train import init_state, resolve_runtime, train, train_step
 GOLDEN = Path(__file__).parent / "golden" / "tiny_losses.json"
 
 
-def tiny_config(tmp_path: Path, **train_kw) -> "Config":  # noqa: F821
-    raw = {
-        "name": "tiny",
-        "model": {"hidden_size": 64, "num_heads": 4, "H_layers": 1, "L_layers": 1, "halt_max_steps": 2},
-        "data": {
-            "root": str(tmp_path.parent / "shared-data"),
-            "num_train": 300,
-            "num_test": 100,
-            "num_aug": 3,
-            "sudoku": {"size": 4, "difficulty": "easy", "blanks": 4},
-        },
-        "optim": {"lr": 3e-3, "warmup_steps": 10, "weight_decay": 0.1, "puzzle_emb_lr": 1e-2},
-        "train": {
-            "global_batch_size": 32,
-            "steps": 20,
-            "eval_interval": 10,
-            "log_interval": 1,
-            "out_dir": str(tmp_path / "run"),
-            "tensorboard": False,
-            **train_kw,
-        },
-    }
-    return from_dict(raw)
+@pytest.fixture
+def tiny_config(tiny):
+    """This file's run: the shared tiny run, wider and longer (its golden losses were
+    recorded on it), with the dataset shared by the tests of one session."""
+    def make(tmp_path: Path, **train_kw):
+        return tiny.config(
+            tmp_path, name="tiny", model={"hidden_size": 64},
+            data={"root": str(tmp_path.parent / "shared-data"), "num_train": 300, "num_test": 100, "num_aug": 3},
+            optim={"warmup_steps": 10, "weight_decay": 0.1, "puzzle_emb_lr": 1e-2},
+            train={"global_batch_size": 32, "steps": 20, "eval_interval": 10, **train_kw},
+        )
+
+    return make
 
 
 def history(run: Path, kind: str = "train") -> list[dict]:
@@ -50,7 +40,7 @@ def history(run: Path, kind: str = "train") -> list[dict]:
     return [r for r in map(json.loads, lines) if r["kind"] == kind]
 
 
-def test_halted_slots_are_refilled_from_the_stream(tmp_path):
+def test_halted_slots_are_refilled_from_the_stream(tmp_path, tiny_config):
     cfg = tiny_config(tmp_path)
     split = Split.load(ensure_dataset(cfg.data), "train")
     state = init_state(cfg, resolve_runtime(cfg), split)
@@ -68,7 +58,7 @@ def test_halted_slots_are_refilled_from_the_stream(tmp_path):
     assert taken > cfg.train.global_batch_size  # slots halted and were refilled
 
 
-def test_golden_losses_catch_numeric_drift(tmp_path):
+def test_golden_losses_catch_numeric_drift(tmp_path, tiny_config):
     cfg = tiny_config(tmp_path, steps=8, eval_interval=8, checkpoint=False)
     train(cfg, log=lambda _m: None)
     losses = [r["loss/total"] for r in history(tmp_path / "run")]
@@ -81,7 +71,7 @@ def test_golden_losses_catch_numeric_drift(tmp_path):
     assert losses == pytest.approx(want, rel=2e-4)
 
 
-def test_resume_continues_bit_for_bit(tmp_path):
+def test_resume_continues_bit_for_bit(tmp_path, tiny_config):
     full = tiny_config(tmp_path / "a")
     train(full, log=lambda _m: None)
     want = history(tmp_path / "a" / "run")
@@ -110,7 +100,7 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert history(run_b, "eval")[-1]["exact_accuracy"] == history(tmp_path / "a" / "run", "eval")[-1]["exact_accuracy"]
 
 
-def test_resume_from_a_checkpoint_folder_elsewhere(tmp_path):
+def test_resume_from_a_checkpoint_folder_elsewhere(tmp_path, tiny_config):
     """What the Ray worker does: Ray Train hands back a checkpoint folder outside the run
     folder; training resumes from it bit for bit, and its manifest names its step
     without loading tensors."""
@@ -134,7 +124,7 @@ def test_resume_from_a_checkpoint_folder_elsewhere(tmp_path):
         assert a["loss/total"] == b["loss/total"], a["step"]
 
 
-def test_checkpoint_loads_into_a_model_with_the_reported_metrics(tmp_path):
+def test_checkpoint_loads_into_a_model_with_the_reported_metrics(tmp_path, tiny_config):
     cfg = tiny_config(tmp_path, keep_checkpoints=1)
     reports = []
     train(cfg, log=lambda _m: None, report=lambda m, c: reports.append((m, c)))
@@ -151,7 +141,7 @@ def test_checkpoint_loads_into_a_model_with_the_reported_metrics(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_model_learns(tmp_path):
+def test_tiny_model_learns(tmp_path, tiny_config):
     cfg = tiny_config(tmp_path, steps=300, eval_interval=300, log_interval=50, checkpoint=False)
     # One H and one L update per segment learns fastest at this size (measured:
     # 0.50 exact after 300 steps against 0.20 for 2/2; benchmarks/RESULTS.md).
@@ -165,7 +155,7 @@ def test_tiny_model_learns(tmp_path):
     assert after > before + 0.3
 
 
-def test_resuming_a_finished_run_reports_its_final_evaluation(tmp_path):
+def test_resuming_a_finished_run_reports_its_final_evaluation(tmp_path, tiny_config):
     cfg = tiny_config(tmp_path, steps=10, eval_interval=5)
     first = []
     train(cfg, log=lambda _m: None, report=lambda m, c: first.append((m, c)))
@@ -175,7 +165,7 @@ def test_resuming_a_finished_run_reports_its_final_evaluation(tmp_path):
     assert metrics == first[-1][0]
 
 
-def test_no_checkpoint_of_non_finite_weights(tmp_path, monkeypatch):
+def test_no_checkpoint_of_non_finite_weights(tmp_path, monkeypatch, tiny_config):
     """Weights that turn NaN between two loss checks are caught before the next checkpoint
     is saved: the run fails with its cause and the last checkpoint on disk is a good one."""
     import hrm.train as loop

@@ -9,89 +9,41 @@ for the same dataset never see a half-written one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from hrm import remote
+from hrm import remote, tasks
 from hrm.config import ConfigError, DataConfig
 from hrm.data import storage
+from hrm.tasks import TaskSpec
 
 FORMAT_VERSION = 1
 _PUBLISHED = "published.json"  # written last into a shared copy: it is complete
 DATASET_FILES = (*(f"{s}.arrow" for s in storage.SPLITS), _PUBLISHED)  # all a dataset folder of ours holds
 
 
-@dataclass(frozen=True)
-class TaskSpec:
-    vocab_size: int
-    seq_len: int
-    num_puzzle_ids: int
-
-
 def task_spec(cfg: DataConfig) -> TaskSpec:
-    """Vocabulary, sequence length and puzzle-id count a config's data will have.
-
-    Exact for Sudoku and Maze; for an ARC dataset not built yet the puzzle-id
-    count is the upper bound (num_aug + 1) * tasks + 1 (variants are deduplicated).
-    """
+    """Vocabulary, sequence length and puzzle-id count a config's data will have: read
+    from the dataset when it is built, else the task's own (see `hrm.tasks`)."""
     built = storage.split_path(dataset_dir(cfg), "train")
     if built.exists():
         meta = storage.read_meta(built)
         return TaskSpec(meta["vocab_size"], meta["seq_len"], meta["num_puzzle_ids"])
-    if cfg.task == "sudoku":
-        n = cfg.sudoku.size
-        return TaskSpec(vocab_size=n + 2, seq_len=n * n, num_puzzle_ids=1)
-    if cfg.task == "maze":
-        from hrm.data import maze
-
-        return TaskSpec(vocab_size=maze.VOCAB_SIZE, seq_len=cfg.maze.size**2, num_puzzle_ids=1)
-    if cfg.task == "arc":
-        from hrm.data import arc
-
-        train_tasks, eval_tasks = _arc_tasks(cfg)
-        ids = (cfg.num_aug + 1) * (len(train_tasks) + len(eval_tasks)) + 1
-        return TaskSpec(vocab_size=arc.VOCAB_SIZE, seq_len=arc.SEQ_LEN, num_puzzle_ids=ids)
-    raise ConfigError(f"unknown data.task '{cfg.task}'")
-
-
-def _arc_tasks(cfg: DataConfig):
-    from hrm.data import arc
-
-    try:
-        train, evals = arc.select_tasks(cfg.arc.version, cfg.arc.extra_versions, cfg.arc.extra_dirs)
-    except ValueError as exc:
-        raise ConfigError(f"data.arc: {exc}") from None
-    return train[: cfg.arc.max_train_tasks], evals[: cfg.arc.max_eval_tasks]
+    return tasks.get(cfg.task).spec(cfg)
 
 
 def builder_options(cfg: DataConfig) -> dict[str, Any]:
     """Everything that determines the built bytes (and nothing else)."""
-    opts: dict[str, Any] = {"task": cfg.task, "seed": cfg.seed, "num_aug": cfg.num_aug}
-    if cfg.task in ("sudoku", "maze"):
-        opts.update(num_train=cfg.num_train, num_test=cfg.num_test)
-    if cfg.task == "sudoku":
-        sub = asdict(cfg.sudoku)
-        for key in ("train_csv", "test_csv"):
-            if sub[key] is not None:
-                sub[key] = str(Path(sub[key]).resolve())
-        opts["sudoku"] = sub
-    elif cfg.task == "maze":
-        opts["maze"] = asdict(cfg.maze)
-    elif cfg.task == "arc":
-        sub = asdict(cfg.arc)
-        sub["extra_versions"] = list(cfg.arc.extra_versions)
-        sub["extra_dirs"] = [str(Path(d).resolve()) for d in cfg.arc.extra_dirs]
-        opts["arc"] = sub
-    return opts
+    return {"task": cfg.task, "seed": cfg.seed, "num_aug": cfg.num_aug, **tasks.get(cfg.task).options(cfg)}
 
 
 def dataset_dir(cfg: DataConfig) -> Path:
@@ -124,52 +76,12 @@ def build_dataset(
 ) -> Path:
     """Build the dataset a config describes into folder `out` (atomically)."""
     out = Path(out)
-    workers = min(os.cpu_count() or 1, 16)
-    extra: dict[str, Any] = {}
-    if cfg.task == "sudoku":
-        from hrm.data import sudoku
-
-        s = cfg.sudoku
-        progress = progress or _print_progress(f"sudoku {s.size}x{s.size} {s.difficulty}")
-        if s.train_csv is not None:
-            splits = sudoku.build_from_csv(s.train_csv, s.test_csv, cfg.num_train, cfg.num_aug, cfg.seed, progress=progress)
-        else:
-            if cfg.num_train is None:
-                raise ConfigError("data.num_train must be a number when generating puzzles (null means 'all' of a CSV)")
-            splits = sudoku.build(
-                s.size, cfg.num_train, cfg.num_test, cfg.num_aug, s.difficulty, s.blanks, cfg.seed,
-                progress=progress,
-                # Hard puzzles cost ~60 ms each: spread them over the cores (output is
-                # identical for any worker count); easy ones are not worth a pool.
-                workers=1 if s.difficulty == "easy" else workers,
-            )
-        spec = TaskSpec(vocab_size=s.size + 2, seq_len=s.size**2, num_puzzle_ids=1)
-    elif cfg.task == "maze":
-        from hrm.data import maze
-
-        if cfg.num_train is None:
-            raise ConfigError("data.num_train must be a number for maze")
-        m = cfg.maze
-        progress = progress or _print_progress(f"maze {m.size}x{m.size} path>{m.min_path}")
-        splits = maze.build(
-            cfg.num_train, cfg.num_test, cfg.num_aug, cfg.seed, size=m.size, min_path=m.min_path,
-            progress=progress, workers=workers,
-        )
-        spec = TaskSpec(vocab_size=maze.VOCAB_SIZE, seq_len=m.size**2, num_puzzle_ids=1)
-    elif cfg.task == "arc":
-        from hrm.data import arc
-
-        train_tasks, eval_tasks = _arc_tasks(cfg)
-        progress = progress or _print_progress(f"arc {cfg.arc.version} x{cfg.num_aug}")
-        splits, extra = arc.build(
-            train_tasks, eval_tasks, cfg.num_aug, cfg.seed, translate=cfg.arc.translate, progress=progress
-        )
-        spec = TaskSpec(vocab_size=arc.VOCAB_SIZE, seq_len=arc.SEQ_LEN, num_puzzle_ids=int(extra["num_puzzle_ids"]))
-    else:
-        raise ConfigError(f"unknown data.task '{cfg.task}'")
+    task = tasks.get(cfg.task)
+    built = task.build(cfg, progress or _print_progress(task.describe(cfg)), min(os.cpu_count() or 1, 16))
+    spec = dataclasses.replace(task.spec(cfg), num_puzzle_ids=built.num_puzzle_ids)
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    for split, cols in splits.items():
+    for split, cols in built.splits.items():
         meta = {
             "format_version": FORMAT_VERSION,
             "task": cfg.task,
@@ -181,7 +93,7 @@ def build_dataset(
             "num_groups": int(len(np.unique(cols["group_id"]))),
             "seed": cfg.seed,
             "builder": builder_options(cfg),
-            **{k: v for k, v in extra.items() if k != "num_puzzle_ids"},
+            **built.meta,
         }
         storage.write_split(storage.split_path(tmp, split), cols, meta)
     if out.is_dir() and any(out.iterdir()):
