@@ -421,7 +421,7 @@ def train(
         if report is not None and resume_from is not None:
             report(dict(last_eval), str(resume_from) if rt.is_main else None)
         run.say(f"[train] {sum(p.numel() for p in state.model.parameters()):,} parameters, "
-                f"{len(train_split):,} train rows, {len(test_split):,} test rows, {state.total_steps} steps, "
+                f"{len(train_split):,} train rows, {len(test_split):,} test rows, steps {state.step}..{state.total_steps}, "
                 f"device {rt.device} {str(rt.dtype).removeprefix('torch.')}, {rt.world_size} worker(s)")
         sums, window, started = {}, 0, time.monotonic()
         while state.step < state.total_steps:

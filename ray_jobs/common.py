@@ -69,7 +69,7 @@ def train_worker(config: dict[str, Any]) -> None:
     # Ray Train's report): a worker group on any node writes where the user looks.
     with restored.as_directory() if restored else contextlib.nullcontext() as resume_from, \
             tempfile.TemporaryDirectory(prefix="hrm-run-") as scratch:
-        train(from_dict(config["cfg"]), out_dir=f"{scratch}/hrm", resume=True, resume_from=resume_from,
+        train(from_dict(config["cfg"]), out_dir=f"{scratch}/hrm", resume_from=resume_from,
               report=report, log=say if ray.train.get_context().get_world_rank() == 0 else (lambda _m: None),
               tensorboard_dir=scratch, hparams=config.get("hparams"),
               mirror=Mirror(scratch, config["mirror"], only=RUN_FILES, skip=["hrm/checkpoints"]))

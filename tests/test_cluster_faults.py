@@ -306,7 +306,7 @@ def test_a_trial_whose_loss_turns_non_finite_errors_after_its_attempts(tmp_path)
     summary = _summary(done.stdout)
     assert summary["trials"] == 2 and summary["errors"] == 1 and summary["completed"] == 1, summary
     assert "loss became nan" in summary["error_messages"][0] or "non-finite" in summary["error_messages"][0]
-    starts = [line for line in out.splitlines() if "[train] --resume: no checkpoint" in line]
+    starts = [line for line in out.splitlines() if "parameters," in line and "steps 0.." in line]
     assert len(starts) == 4 + 1, "\n".join(starts)  # 4 attempts of the bad trial, 1 of the good one
     from hrm.artifacts import ArtifactStore
 
