@@ -54,6 +54,8 @@ class Task:
     picture: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (input, label, pred) -> RGB
     # files `hrm eval --out` writes besides metrics.json, from (evaluator, result)
     files: Callable[[TaskEval, EvalResult], dict[str, Any]] = lambda te, result: {}
+    # lines for the build log from a built dataset's metadata (Sudoku: ratings, ARC: leaks)
+    report: Callable[[dict[str, Any]], list[str]] = lambda meta: []
 
 
 def _need_num_train(cfg: DataConfig) -> int:
@@ -86,28 +88,49 @@ def _picture(fn: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarr
 # ---------------------------------------------------------------------------
 # Sudoku
 
+SUDOKU_GENERATOR = "guesses-rating-1"  # bump when generated puzzles or their ratings change
+
 
 def _sudoku_options(cfg: DataConfig) -> dict[str, Any]:
     sub = asdict(cfg.sudoku)
     for key in ("train_csv", "test_csv"):
         if sub[key] is not None:
             sub[key] = str(Path(sub[key]).resolve())
+    # The generator and the stored rating: datasets built before they changed are not reused.
+    sub["generator"] = SUDOKU_GENERATOR
     return {"num_train": cfg.num_train, "num_test": cfg.num_test, "sudoku": sub}
 
 
 def _sudoku_build(cfg: DataConfig, progress: Progress, workers: int) -> Built:
-    from hrm.data import sudoku
+    from hrm.data import sudoku, sudoku_rating
 
     s = cfg.sudoku
     if s.train_csv is not None:
         splits = sudoku.build_from_csv(s.train_csv, s.test_csv, cfg.num_train, cfg.num_aug, cfg.seed,
                                        progress=progress)
+        definition = "the CSV's rating column"
     else:
-        # Hard puzzles cost ~60 ms each: spread them over the cores (output is identical
+        # Hard puzzles cost ~0.5 s each: spread them over the cores (output is identical
         # for any worker count); easy ones are not worth a pool.
         splits = sudoku.build(s.size, _need_num_train(cfg), cfg.num_test, cfg.num_aug, s.difficulty, s.blanks,
                               cfg.seed, progress=progress, workers=1 if s.difficulty == "easy" else workers)
-    return Built(splits, num_puzzle_ids=1, meta={})
+        definition = f"guesses, mean of {sudoku_rating.RELABELINGS} relabelings (hrm.data.sudoku_rating)"
+    rating = {"definition": definition}
+    for name, cols in splits.items():  # one rating per puzzle, not per augmented row
+        _, first = np.unique(cols["group_id"], return_index=True)
+        rating[name] = sudoku_rating.summarise(cols["rating"][first])
+    return Built(splits, num_puzzle_ids=1, meta={"rating": rating})
+
+
+def _sudoku_report(meta: dict[str, Any]) -> list[str]:
+    from hrm.data import sudoku_rating
+
+    rating = meta.get("rating", {})
+    lines = [f"sudoku ratings ({rating.get('definition', 'unknown')}):"]
+    for name in ("train", "test"):
+        if name in rating:
+            lines += sudoku_rating.describe(name, rating[name])
+    return lines
 
 
 # ---------------------------------------------------------------------------
@@ -168,6 +191,15 @@ def _arc_files(te: TaskEval, result: EvalResult) -> dict[str, Any]:
     return {"submission.json": arc_submission(te, result)}  # Kaggle's format
 
 
+def _arc_report(meta: dict[str, Any]) -> list[str]:
+    leaks = meta.get("leaked_pairs", [])
+    if not leaks:
+        return ["arc: no training pair equals an evaluation test pair (up to a dihedral map and colour permutation)"]
+    shown = ", ".join(f"{x['task']} {x['pair']} = {x['eval_task']} test[{x['eval_test']}]" for x in leaks[:10])
+    return [f"arc: dropped {len(leaks)} training pair(s) equal to an evaluation test pair up to a dihedral map and "
+            f"colour permutation: {shown}{', ...' if len(leaks) > 10 else ''} (all in the metadata: leaked_pairs)"]
+
+
 def _arc_build(cfg: DataConfig, progress: Progress, workers: int) -> Built:
     from hrm.data import arc
 
@@ -184,6 +216,7 @@ TASKS: dict[str, Task] = {
         options=_sudoku_options,
         describe=lambda cfg: f"sudoku {cfg.sudoku.size}x{cfg.sudoku.size} {cfg.sudoku.difficulty}",
         build=_sudoku_build, evaluator=_evaluator("TaskEval"), picture=_picture("sudoku_image"),
+        report=_sudoku_report,
     ),
     "maze": Task(
         name="maze", default_aug=0, max_aug=7,  # the 7 dihedral maps besides the identity
@@ -196,6 +229,7 @@ TASKS: dict[str, Task] = {
         name="arc", default_aug=1000, max_aug=None,
         spec=_arc_spec, options=_arc_options, describe=lambda cfg: f"arc {cfg.arc.version} x{cfg.num_aug}",
         build=_arc_build, evaluator=_evaluator("ARCEval"), picture=_picture("arc_image"), files=_arc_files,
+        report=_arc_report,
     ),
 }
 NAMES = tuple(TASKS)

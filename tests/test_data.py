@@ -38,7 +38,9 @@ def test_metadata_records_shape_counts_seed_and_builder(tmp_path):
     meta = storage.read_meta(path / "train.arrow")
     assert meta["vocab_size"] == 6 and meta["seq_len"] == 16 and meta["num_puzzle_ids"] == 1
     assert meta["num_rows"] == 40 * 4 and meta["num_groups"] == 40 and meta["seed"] == 7
-    assert meta["builder"]["sudoku"] == {"size": 4, "difficulty": "easy", "blanks": 5, "train_csv": None, "test_csv": None}
+    assert meta["builder"]["sudoku"] == {"size": 4, "difficulty": "easy", "blanks": 5, "train_csv": None, "test_csv": None,
+                                         "generator": "guesses-rating-1"}
+    assert meta["rating"]["train"]["count"] == 40 and meta["rating"]["test"]["count"] == 20  # per puzzle, not per row
     spec = task_spec(cfg)
     assert (spec.vocab_size, spec.seq_len) == (6, 16)
     # Readable by plain pyarrow, metadata included.

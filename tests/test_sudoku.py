@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from hrm.data import sudoku as S
+from hrm.data import sudoku_rating as R
 
 # Arto Inkala's "world's hardest Sudoku" (2012) and its unique solution.
 INKALA = "800000000003600000070090200050007000000045700000100030001000068008500010090000400"
@@ -134,12 +135,85 @@ def test_generate_rejects_bad_arguments():
         S.generate(4, rng, "easy", blanks=15)  # no 4x4 puzzle has a single given
 
 
-def test_rate():
-    rng = np.random.default_rng(0)
-    assert S.rate(grid(INKALA_SOL), 9, rng) == 0.0  # nothing to guess
-    hard = S.rate(grid(INKALA), 9, np.random.default_rng(1))
-    assert hard > 20
-    assert S.rate(grid(INKALA), 9, np.random.default_rng(1)) == hard  # seeded
+# A newspaper puzzle (Wikipedia's example) and Arto Inkala's AI Escargot (2006).
+NEWSPAPER = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
+ESCARGOT = "1....7.9..3..2...8..96..5....53..9...1..8...26....4...3......1..4......7..7...3.."
+
+
+def test_rating_on_famous_puzzles():
+    assert R.rate(grid(NEWSPAPER), 9).per_relabeling == (0,) * R.RELABELINGS  # singles solve it
+    assert S.rate(grid(INKALA_SOL), 9) == 0.0  # nothing to guess
+    for puzzle in (ESCARGOT, INKALA):
+        r = R.rate(grid(puzzle), 9)
+        assert r.unique and 20 <= r.guesses <= 500, (puzzle, r)  # dozens
+        assert len(set(r.per_relabeling)) > 1  # the count depends on the labels: hence the mean
+        assert S.rate(grid(puzzle), 9) == r.guesses == R.rate(grid(puzzle), 9).guesses  # fixed relabelings
+
+
+def test_rating_search_counts_guesses_over_the_tree_that_proves_uniqueness():
+    # No propagation applies to the empty 4x4 grid: the search must branch, and it stops at
+    # the second solution; with one given removed from a unique puzzle it finds two.
+    assert R.search(np.zeros(16, np.int8), 4) == (2, 1)
+    assert R.search(grid(INKALA_SOL), 9) == (1, 0)
+    solutions, guesses = R.search(grid(INKALA), 9)
+    assert solutions == 1 and guesses > 0
+    # limit 1 stops at the first solution: fewer guesses than the whole tree
+    assert R.search(grid(INKALA), 9, limit=1)[1] < guesses
+    loose = grid(NEWSPAPER)
+    loose[[0, 1, 4]] = 0
+    assert R.search(loose, 9)[0] == 2 and not R.rate(loose, 9).unique
+    with pytest.raises(ValueError, match="exactly one solution"):
+        S.rate(loose, 9)
+    clash = grid(NEWSPAPER)
+    clash[2] = 5  # a second 5 in the first row
+    assert R.search(clash, 9) == (0, 0)
+
+
+def test_rating_sees_hidden_singles():
+    # A puzzle that naked singles alone cannot finish but hidden singles can: the old
+    # naked-singles solver has to branch on it, the rating's does not.
+    p = grid(NEWSPAPER)
+    assert R.search(p, 9)[1] == 0
+    hidden_only = [q for q in (S.generate(9, np.random.default_rng(s), "minimal")[0] for s in range(6))
+                   if R.search(q, 9)[1] == 0 and S.solve(q, 9).backtracks > 0]
+    assert hidden_only, "expected a minimal puzzle that only hidden singles solve without guessing"
+
+
+def test_plain_python_rating_equals_the_compiled_one():
+    # Without numba the same kernel runs as Python (NUMBA_DISABLE_JIT=1 runs it so here).
+    import os
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from hrm.data import sudoku_rating as R; "
+            f"print(list(R.rate(np.array([0 if c == '.' else int(c) for c in {ESCARGOT!r}], np.int8), 9)"
+            ".per_relabeling))")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "NUMBA_DISABLE_JIT": "1"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(list(R.rate(grid(ESCARGOT), 9).per_relabeling))
+
+
+def test_grade_thresholds_on_a_summary():
+    easy = R.summarise(np.zeros(40))
+    assert easy["zero_share"] == 1.0 and not easy["extreme_grade"]
+    hard = R.summarise(np.array([12.0] * 20 + [40.0] * 20))
+    assert hard["median"] == 26.0 and hard["mean"] == 26.0 and hard["extreme_grade"]
+    assert not R.summarise(np.array([0.0] * 3 + [30.0] * 37))["extreme_grade"]  # 7.5% with none
+    assert not R.summarise(np.array([9.0] * 21 + [60.0] * 19))["extreme_grade"]  # median 9
+    assert sum(hard["histogram"].values()) == 40 and hard["histogram"]["10-20"] == 20
+    assert any("Sudoku-Extreme grade" in line for line in R.describe("train", hard))
+
+
+def test_hard_generator_reaches_extreme_grade_on_a_small_set():
+    ratings = []
+    for seed in range(8):
+        p, sol, r = S.generate(9, np.random.default_rng(seed), "hard")
+        check_puzzle(p, sol, 9)  # unique, consistent with its solution
+        assert r == R.rate(p, 9).guesses  # the stored rating is the full rating
+        ratings.append(r)
+    summary = R.summarise(np.array(ratings))  # seeded: the same 8 puzzles every run
+    assert summary["extreme_grade"], summary  # mean >= 20, median >= 10, none with 0 guesses
 
 
 # ----------------------------------------------------------------------------- augmentation

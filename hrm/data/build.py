@@ -73,11 +73,17 @@ def build_dataset(
     out: str | os.PathLike,
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = True,
+    workers: int | None = None,
 ) -> Path:
-    """Build the dataset a config describes into folder `out` (atomically)."""
+    """Build the dataset a config describes into folder `out` (atomically), with
+    `workers` processes (default: one per core, at most 16; the bytes do not depend
+    on it). The task's report of what was built (ratings, leaks) goes to stderr."""
     out = Path(out)
     task = tasks.get(cfg.task)
-    built = task.build(cfg, progress or _print_progress(task.describe(cfg)), min(os.cpu_count() or 1, 16))
+    workers = workers or min(os.cpu_count() or 1, 16)
+    built = task.build(cfg, progress or _print_progress(task.describe(cfg)), workers)
+    for line in task.report(built.meta):
+        print(f"[data] {line}", file=sys.stderr, flush=True)
     spec = dataclasses.replace(task.spec(cfg), num_puzzle_ids=built.num_puzzle_ids)
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

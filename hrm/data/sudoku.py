@@ -6,34 +6,28 @@ Grids are 1-D numpy arrays of length n*n (row-major), dtype uint8, 0 = blank and
 
 Solver and rating
 -----------------
-`solve` is a bitmask depth-first search. Each cell holds its candidates as a Python
-int bitmask (bit d-1 = digit d). The only propagation is *naked singles*: every cell
-left with exactly one candidate is filled, repeatedly, and a cell left with no
-candidate is a contradiction. No hidden singles, no pairs, nothing else. Then the
-search branches on the empty cell with the fewest candidates (MRV; ties go to the
-cell that comes first in `order`, row-major by default) and tries its digits in
-increasing order. `backtracks` counts every tried digit whose propagation hit a
-contradiction (a leaf dead end of the search tree).
+`solve` is a bitmask depth-first search on Python ints, used to draw complete grids
+and to test removals while minimising. Each cell holds its candidates as a bitmask
+(bit d-1 = digit d); the only propagation is *naked singles*, then the search
+branches on the empty cell with the fewest candidates (MRV; ties go to the cell
+that comes first in `order`) and tries its digits in increasing order.
 
-The rating of a puzzle is a backtrack count of *this* solver, so it is only
-comparable with ratings made with the same propagation: a solver with stronger
-propagation (e.g. tdoku, used for the published Sudoku-Extreme ratings, mean ~22)
-meets fewer dead ends on the same puzzle. `rate` solves `trials` randomly
-relabelled copies (random validity-preserving transform + random tie-break order),
-stopping at the first solution, and returns the geometric mean of (1 + backtracks)
-minus 1, so the rating does not depend on the puzzle's orientation or digit names.
+Difficulty is rated by `hrm.data.sudoku_rating`: the mean, over a fixed set of
+relabelings, of the guesses a stronger solver (naked and hidden singles, MRV) makes
+in the whole search tree that proves uniqueness. It is stored per puzzle (column
+`rating`) and `summarise` gives a split's distribution and whether it reaches
+Sudoku-Extreme grade (mean >= 20 guesses, median >= 10, under 5% with none).
 
 Generation
 ----------
 Everything is drawn from the numpy Generator passed in (no global RNG).
 "easy" blanks a given number of random cells, skipping removals that would break
 uniqueness; "minimal" blanks cells in random order while the puzzle stays unique;
-"hard" draws minimal puzzles of one solution grid until one rates above a target
-(rejection), else hill-climbs from the hardest (re-add a few solution digits,
-re-minimise, keep the candidate if it rates at least as high), and re-rates the
-result with fresh randomness, so the returned rating is not inflated
-by the selection (winner's curse). A removal is checked in one search: blanking
-cell c (digit d) of a unique puzzle keeps it unique iff no solution has c != d.
+"hard" searches locally from a minimal puzzle of one solution grid (see `_hard`:
+remove, add or move givens, annealed acceptance on the rating) until the rating
+reaches a target, which finds hard puzzles far faster than drawing minimal ones
+and keeping the hardest. A removal is checked in one search: blanking cell c
+(digit d) of a unique puzzle keeps it unique iff no solution has c != d.
 
 Augmentation
 ------------
@@ -262,26 +256,26 @@ def random_solution(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.array(sols[0], dtype=np.uint8)
 
 
-def rate(puzzle: np.ndarray, n: int, rng: np.random.Generator, trials: int = 5) -> float:
-    """Geometric mean of (1 + backtracks) over `trials` random relabellings, minus 1."""
-    puzzle = _check_grid(puzzle, n)
-    logs = 0.0
-    for _ in range(trials):
-        p = apply_aug(puzzle, random_aug(n, rng), n)
-        _, dead = _search(p.tolist(), n, 1, order=rng.permutation(n * n))
-        logs += math.log1p(dead)
-    return math.expm1(logs / trials)
+def rate(puzzle: np.ndarray, n: int) -> float:
+    """The puzzle's rating: mean guesses over the fixed relabelings (`hrm.data.sudoku_rating`)."""
+    from hrm.data.sudoku_rating import rate as rating
+
+    r = rating(_check_grid(puzzle, n), n)
+    if not r.unique:
+        raise ValueError("a rated puzzle must have exactly one solution")
+    return r.guesses
 
 
-HARD_ITERS = 200  # cap on hill-climb steps per hard puzzle (most stop far earlier, at the target)
-HARD_STARTS = 8  # cap on minimal puzzles drawn per hard puzzle before climbing from the best
-# Climb rating at which a hard puzzle is accepted. 9x9: 20 gives an honest (re-rated)
-# mean ~35, median ~25 at ~17 puzzles/s on one core (benchmarks/sudoku_build.py);
-# 25 gave +2 mean for -20% speed, 30 with 30 starts +5 mean for -30% speed.
-# 6x6 minimal puzzles rate ~0.3 on average and the climb tops out near 3, 4x4 is
-# always 0 (naked singles solve every unique 4x4), so their targets are set low.
-HARD_TARGETS = {4: 0.0, 6: 1.0, 9: 20.0}
-CLIMB_TRIALS = 3  # trials per rating inside the search: noisy (log-corr ~0.74 with 5) but cheap
+# Local search for hard puzzles (`_hard`), chosen by measurement (9x9, 20 puzzles per
+# setting, benchmarks/sudoku_build.py): target 30 within 8000 steps gave mean ~23,
+# median ~20 guesses at ~0.5 s per puzzle on one core; 15000 steps to target 40 gave
+# +2 mean for 2x the time; a start temperature of 5 (vs 2) halved the ratings.
+# 6x6 and 4x4 puzzles are almost all solved by singles, so their targets are low.
+HARD_TARGETS = {4: 0.0, 6: 1.0, 9: 30.0}
+HARD_STEPS = {4: 0, 6: 500, 9: 8000}  # cap on local-search steps per puzzle
+CLIMB_RELABELINGS = 4  # of the rating's 8, inside the search: half the cost, the same trend
+HARD_TEMPERATURE = 2.0  # annealing: a step losing d guesses is taken with p = exp(-d / T), T -> 0
+MAX_GIVENS = 30  # the search adds givens only below this
 
 
 def generate(
@@ -289,15 +283,15 @@ def generate(
     rng: np.random.Generator,
     difficulty: str,
     blanks: int | None = None,
-    hard_iters: int = HARD_ITERS,
+    hard_steps: int | None = None,
     hard_target: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """One puzzle with exactly one solution: (puzzle, solution, rating).
 
     easy: `blanks` random cells blanked (removals that break uniqueness are skipped;
     a fresh grid is drawn if the grid runs out of removable cells). minimal: blanked
-    while unique. hard: see `_hard`; hard_target defaults to HARD_TARGETS[n]. Easy
-    puzzles are rated with one trial (fast), the others with `rate`'s default.
+    while unique. hard: see `_hard`; the target and step cap default to HARD_TARGETS[n]
+    and HARD_STEPS[n]. Every puzzle is rated by `rate`.
     """
     box_shape(n)
     size = n * n
@@ -311,60 +305,62 @@ def generate(
             puzzle = sol.tolist()
             if _minimise(puzzle, n, rng, stop=blanks) == blanks:
                 puzzle = np.array(puzzle, dtype=np.uint8)
-                return puzzle, sol, rate(puzzle, n, rng, trials=1)
+                return puzzle, sol, rate(puzzle, n)
         raise ValueError(f"could not blank {blanks} cells of a {n}x{n} grid and keep one solution")
     sol = random_solution(n, rng)
-    if difficulty == "minimal":
-        puzzle = sol.tolist()
-        _minimise(puzzle, n, rng)
-        puzzle = np.array(puzzle, dtype=np.uint8)
-        return puzzle, sol, rate(puzzle, n, rng)
-    target = HARD_TARGETS[n] if hard_target is None else hard_target
-    puzzle = _hard(sol, n, rng, hard_iters, target)
-    return puzzle, sol, rate(puzzle, n, rng)
+    puzzle = sol.tolist()
+    _minimise(puzzle, n, rng)
+    puzzle = np.array(puzzle, dtype=np.uint8)
+    if difficulty == "hard":
+        target = HARD_TARGETS[n] if hard_target is None else hard_target
+        puzzle = _hard(puzzle, sol, n, rng, HARD_STEPS[n] if hard_steps is None else hard_steps, target)
+    return puzzle, sol, rate(puzzle, n)
 
 
-def _hard(sol: np.ndarray, n: int, rng: np.random.Generator, iters: int, target: float) -> np.ndarray:
-    """Rejection, then a hill climb, over minimal puzzles of `sol` until one rates >= target.
+def _hard(puzzle: np.ndarray, sol: np.ndarray, n: int, rng: np.random.Generator, steps: int,
+          target: float) -> np.ndarray:
+    """Local search on the givens of a unique puzzle of `sol`, for a higher rating.
 
-    1. Draw up to HARD_STARTS random minimal puzzles; stop at the first that rates
-       >= target, else keep the hardest.
-    2. Up to `iters` times: re-add 1-2 solution digits at random blanks (still
-       unique: a superset of the givens), re-minimise in a fresh random order, and
-       keep the candidate if it rates at least as high (ties accepted so the climb
-       drifts over plateaus); stop once the rating reaches the target.
-    Ratings here use CLIMB_TRIALS trials and are biased up by the selection, so
-    the caller re-rates the result with fresh randomness.
-    Measured (9x9): minimal puzzles alone rate mean ~10, median ~8; rejection is
-    cheaper than climbing up to ratings ~30, climbing reaches beyond.
+    Each step proposes one move: remove a given (20%), add a solution digit at a blank
+    (20%, only below MAX_GIVENS givens) or move a given to a blank (60%; the digit is
+    the solution's). A proposal that is not unique is dropped (the rating's search
+    proves uniqueness); else it is taken if it rates higher, or the same with no more
+    givens, or lower by d with probability exp(-d / T), T falling linearly from
+    HARD_TEMPERATURE to 0. Ratings here use the first CLIMB_RELABELINGS relabelings.
+    Returns the best puzzle seen, as soon as one reaches `target` or after `steps`.
     """
-    size = n * n
-    full = sol.tolist()
+    from hrm.data.sudoku_rating import rate as rating
 
-    def score(p):
-        return rate(np.array(p, dtype=np.uint8), n, rng, trials=CLIMB_TRIALS)
+    def score(p: np.ndarray) -> float | None:
+        r = rating(p, n, CLIMB_RELABELINGS)
+        return r.guesses if r.unique else None
 
-    best, best_r = None, -1.0
-    for _ in range(HARD_STARTS):
-        p = full[:]
-        _minimise(p, n, rng)
-        r = score(p)
-        if r > best_r:
-            best, best_r = p, r
+    current, cur = puzzle, score(puzzle)
+    best, best_r = current, cur
+    for step in range(steps):
         if best_r >= target:
-            return np.array(best, dtype=np.uint8)
-    for _ in range(iters):
-        p = best[:]
-        blank = [c for c in range(size) if not p[c]]
-        for c in rng.choice(blank, size=min(len(blank), int(rng.integers(1, 3))), replace=False).tolist():
-            p[c] = full[c]
-        _minimise(p, n, rng)
+            break
+        p = current.copy()
+        givens, holes = np.flatnonzero(p), np.flatnonzero(p == 0)
+        u = rng.random()
+        if u < 0.2:
+            p[rng.choice(givens)] = 0
+        elif u < 0.4 and len(givens) < MAX_GIVENS:
+            c = rng.choice(holes)
+            p[c] = sol[c]
+        else:
+            c = rng.choice(holes)
+            p[rng.choice(givens)], p[c] = 0, sol[c]
         r = score(p)
-        if r >= best_r:
-            best, best_r = p, r
-            if best_r >= target:
-                break
-    return np.array(best, dtype=np.uint8)
+        if r is None:
+            continue
+        d, temp = r - cur, HARD_TEMPERATURE * (1 - step / steps)
+        more = np.count_nonzero(p) > len(givens)
+        if d > 0 or (d == 0 and not more) or (d < 0 and temp > 0 and rng.random() < math.exp(d / temp)):
+            current, cur = p, r
+            if cur > best_r:
+                best, best_r = current, cur
+    return best
 
 
 # ----------------------------------------------------------------------------- augmentation
