@@ -279,6 +279,54 @@ def test_content_guard_extra_dir(arc1, tmp_path):
 
 
 @needs_concept_arc
+def test_pair_key_is_the_augmentation_orbit():
+    rng = np.random.default_rng(0)
+    inp, out = rng.integers(0, 4, (3, 5)).astype(np.int8), rng.integers(0, 4, (5, 2)).astype(np.int8)
+    key = A.pair_key(inp, out)
+    for _ in range(12):  # every augmentation `build` applies keeps the key
+        aug = A.random_aug(rng)
+        assert A.pair_key(A.apply_aug_grid(inp, aug), A.apply_aug_grid(out, aug)) == key
+    changed = out.copy()
+    changed[0, 0] = (changed[0, 0] + 1) % 4
+    assert A.pair_key(inp, changed) != key  # one cell differs
+    assert A.pair_key(out, inp) != key  # input and output swapped
+    swap01 = np.array([1, 0, 2, 3, 4, 5, 6, 7, 8, 9], np.int8)  # moves colour 0: not one of our maps
+    assert A.pair_key(swap01[inp], swap01[out]) != key
+
+
+def test_pair_level_leak_guard_on_a_constructed_leak():
+    rng = np.random.default_rng(1)
+
+    def g(h, w):
+        return rng.integers(0, 10, (h, w)).astype(np.int8)
+
+    answer = (g(4, 3), g(3, 4))
+    evaluation = A.Task("ev", ((g(2, 2), g(2, 2)), answer), (answer,))  # its own demo of the answer stays
+    aug = np.array([5, 0, 3, 1, 2, 9, 8, 7, 6, 5, 4], np.int16)  # a dihedral map and a colour permutation
+    copy = (A.apply_aug_grid(answer[0], aug), A.apply_aug_grid(answer[1], aug))
+    train = [A.Task("tr", ((g(3, 3), g(3, 3)), copy), ((g(2, 3), g(2, 3)),)), A.Task("solo", (), (copy,))]
+    kept, evals, leaks = A.drop_leaked_pairs(train, [evaluation])
+    assert leaks == [{"task": "tr", "pair": "train[1]", "eval_task": "ev", "eval_test": 0},
+                     {"task": "solo", "pair": "test[0]", "eval_task": "ev", "eval_test": 0}]
+    assert [t.name for t in kept] == ["tr"] and len(kept[0].train) == 1 and len(kept[0].test) == 1
+    assert len(evals[0].train) == 2
+    # the build drops it too, says so in the metadata, and no train row holds any variant of the answer
+    splits, meta = A.build(train, [evaluation], num_aug=4, seed=0, translate=False)
+    assert meta["leaked_pairs"] == leaks and meta["task_names"] == ["tr", "ev"]
+    variants = {A.pair_key(A.decode(x), A.decode(y)) for x, y in zip(splits["train"]["inputs"], splits["train"]["labels"])}
+    assert A.pair_key(*answer) in variants  # from ev's own demonstration only
+    rows_of_tr = splits["train"]["group_id"] == 0
+    assert A.pair_key(*answer) not in {A.pair_key(A.decode(x), A.decode(y)) for x, y in
+                                       zip(splits["train"]["inputs"][rows_of_tr], splits["train"]["labels"][rows_of_tr])}
+
+
+def test_pair_level_guard_finds_the_known_arc_agi_1_leak():
+    train, evals = A.select_tasks("arc-agi-1")  # whole-task copies are gone already
+    _, _, leaks = A.drop_leaked_pairs(train, evals)
+    assert {"task": "caa06a1f", "pair": "train[2]", "eval_task": "50a16a69", "eval_test": 0} in leaks
+    assert len(leaks) == 1
+
+
 def test_load_folder_concept_arc():
     tasks = A.load_folder(CONCEPT_ARC)
     assert len(tasks) == 160

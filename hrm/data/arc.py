@@ -27,6 +27,17 @@ evaluation task 070dd51e (same 3 pairs, the test pair used as a demonstration).
 Such own training tasks are dropped rather than refused, so the default
 selection works and does not leak.
 
+Leaks hide in single pairs too: evaluation task 50a16a69's test pair is, up to a
+dihedral map and a colour permutation, a demonstration of training task caa06a1f,
+and training on an augmented copy of it would teach the answer. `build` therefore
+drops every pair that becomes a train row (demonstrations of all tasks, test pairs
+of training tasks) whose `pair_key` (canonical under the 8 dihedral maps and the
+colour permutations fixing 0, i.e. exactly the augmentations applied here) equals
+that of an evaluation test pair of another task, and lists each one in the dataset
+metadata (`leaked_pairs`) and the build log. A training task left with no pair is
+dropped. An evaluation task's own demonstrations stay even when one is a symmetric
+copy of its test pair (7 ARC-AGI-1 tasks): the task shows them at test time anyway.
+
 Encoding
 --------
 A grid becomes a 30x30 = 900 token canvas (row-major): PAD 0, EOS 1, colour c ->
@@ -207,6 +218,47 @@ def check_overlap(train_tasks: list[Task], eval_tasks: list[Task]) -> list[str]:
     """Names of training tasks whose content (see `_content`) equals an evaluation task's."""
     evals = {_content(t) for t in eval_tasks}
     return [t.name for t in train_tasks if _content(t) in evals]
+
+
+def pair_key(inp: np.ndarray, out: np.ndarray) -> bytes:
+    """Equal for two (input, output) pairs iff one is the other under one dihedral map and
+    one colour permutation fixing 0 (what `build` augments with): the least, over the 8
+    maps, of the shapes and the grids with colours renamed by first appearance."""
+    best = None
+    for k in range(8):
+        a, b = dihedral(np.asarray(inp), k), dihedral(np.asarray(out), k)
+        flat = np.concatenate([a.ravel(), b.ravel()])
+        colours, first = np.unique(flat, return_index=True)
+        order = colours[np.argsort(first)]
+        table = np.zeros(NUM_COLORS, np.int8)
+        table[order[order != 0]] = np.arange(1, np.count_nonzero(order) + 1)
+        key = bytes([*a.shape, *b.shape]) + table[a].tobytes() + table[b].tobytes()
+        best = key if best is None or key < best else best
+    return best
+
+
+def drop_leaked_pairs(train_tasks: list[Task], eval_tasks: list[Task]) -> tuple[list[Task], list[Task], list[dict]]:
+    """The tasks without the pairs that would leak an evaluation test pair into the train
+    split (module docstring), and one record per dropped pair."""
+    answers = {}
+    for t in eval_tasks:
+        for j, (i, o) in enumerate(t.test):
+            answers.setdefault(pair_key(i, o), (t.name, j))
+    leaks: list[dict] = []
+
+    def keep(task: Task, part: str) -> tuple:
+        kept = []
+        for j, (i, o) in enumerate(getattr(task, part)):
+            hit = answers.get(pair_key(i, o))
+            if hit is None or hit[0] == task.name:  # a task's own demonstrations are shown at test time
+                kept.append((i, o))
+            else:
+                leaks.append({"task": task.name, "pair": f"{part}[{j}]", "eval_task": hit[0], "eval_test": hit[1]})
+        return tuple(kept)
+
+    train = [Task(t.name, keep(t, "train"), keep(t, "test")) for t in train_tasks]
+    evals = [Task(t.name, keep(t, "train"), t.test) for t in eval_tasks]  # their tests are the answers
+    return [t for t in train if t.train or t.test], evals, leaks
 
 
 def _renamed(tasks, prefix: str) -> list[Task]:
@@ -449,6 +501,7 @@ def build(
     """
     if num_aug < 0:
         raise ValueError(f"num_aug must be >= 0, got {num_aug}")
+    train_tasks, eval_tasks, leaks = drop_leaked_pairs(train_tasks, eval_tasks)
     tasks = list(train_tasks) + list(eval_tasks)
     n_train_tasks = len(train_tasks)
     children = np.random.SeedSequence(seed).spawn(len(tasks))
@@ -476,6 +529,7 @@ def build(
         "num_eval_tasks": len(eval_tasks),
         "num_puzzle_ids": next_id,
         "mean_examples_per_puzzle": counts["train"] / train_ids if train_ids else 0.0,
+        "leaked_pairs": leaks,
     }
     return splits, meta
 
