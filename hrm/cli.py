@@ -166,7 +166,7 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {out} holds files that are not a dataset's ({', '.join(theirs[:3])}"
                          f"{', ...' if len(theirs) > 3 else ''}): choose an empty or new folder, or pass --force "
                          f"to write train.arrow and test.arrow beside them")
-    build_dataset(cfg, out)
+    build_dataset(cfg, out, workers=args.workers)
     print(json.dumps({"path": str(out)}))
     return 0
 
@@ -321,13 +321,17 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="build into an --out that holds other files (kept)")
     p.add_argument("--root", default="data")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int_at_least(1), metavar="N",
+                   help="processes that generate Sudoku and mazes (default: one per core, at most 16; the "
+                        "output does not depend on it); ARC builds vectorised in one process")
     p.add_argument("--num-train", type=int_at_least(1), default=1000, help="sudoku/maze: puzzles in the train split")
     p.add_argument("--num-test", type=int_at_least(1), default=1000, help="sudoku/maze: puzzles in the test split")
     p.add_argument("--num-aug", type=int_at_least(0), help="augmented variants per puzzle (default: "
                    + ", ".join(f"{t.name} {t.default_aug}" for t in TASKS.values()) + ")")
     g = p.add_argument_group("sudoku")
     g.add_argument("--size", type=int, choices=[4, 6, 9], default=9)
-    g.add_argument("--difficulty", choices=["easy", "minimal", "hard"], default="hard")
+    g.add_argument("--difficulty", choices=["easy", "minimal", "hard"], default="hard",
+                   help="hard: Sudoku-Extreme grade on the guess rating (see README); the build prints the ratings")
     g.add_argument("--blanks", type=int_at_least(1), help="cells to blank for --difficulty easy")
     g.add_argument("--from-csv", nargs="+", metavar="CSV", help="published format: TRAIN_CSV TEST_CSV")
     g = p.add_argument_group("maze")

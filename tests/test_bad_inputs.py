@@ -76,6 +76,7 @@ CASES = {
     "flag: --device cuda without CUDA": ({}, ["hrm", "eval", "--checkpoint", "{ckpt}", "--device", "cuda"], "CUDA"),
     "flag: --limit negative": ({}, ["hrm", "eval", "--checkpoint", "{ckpt}", "--limit", "-1"], "--limit"),
     "flag: --views 0": ({}, ["hrm", "eval", "--checkpoint", "{ckpt}", "--views", "0"], "--views"),
+    "flag: data build --workers 0": ({}, ["hrm", "data", "build", "maze", "--workers", "0"], "--workers"),
     "flag: -k 0": ({}, ["hrm", "eval", "--checkpoint", "{ckpt}", "-k", "0"], "-k"),
     "flag: --num-workers 0": ({}, ["train.py", "--config", "quickstart", "--num-workers", "0"], "--num-workers"),
     "flag: --num-samples 0": ({}, ["tune", "--smoke", "--num-samples", "0"], "--num-samples"),
