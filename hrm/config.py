@@ -243,7 +243,7 @@ class TrainConfig:
     checkpoint: bool = True
     keep_checkpoints: AtLeast1 = 2
     seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto: CUDA, else Apple's MPS, else the CPU
     # 'auto' = bfloat16 + torch.compile on CUDA, float32 eager on CPU.
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     compile: Literal["auto", "on", "off"] = "auto"

@@ -58,19 +58,34 @@ class Runtime:
         return self.rank == 0
 
 
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+
+
+def pick_device(requested: str, cuda: bool, mps: bool) -> str:
+    """The device type for train.device `requested` given what the machine has: auto
+    takes CUDA, else Apple's MPS, else the CPU; asking for a missing one is an error."""
+    have = {"cuda": cuda, "mps": mps, "cpu": True}
+    if requested == "auto":
+        return next(d for d in ("cuda", "mps", "cpu") if have[d])
+    if not have[requested]:
+        raise ConfigError(f"train.device is '{requested}' but no {requested.upper()} device is available "
+                          "(use 'auto' or 'cpu')")
+    return requested
+
+
 def resolve_runtime(cfg: Config) -> Runtime:
     t = cfg.train
-    if t.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device is 'cuda' but no CUDA device is available (use 'auto' or 'cpu')")
+    kind = pick_device(t.device, torch.cuda.is_available(), _mps_available())
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    use_cuda = t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available())
+    use_cuda = kind == "cuda"
     if use_cuda:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         device = torch.device("cuda", local % torch.cuda.device_count())
         torch.cuda.set_device(device)
     else:
-        device = torch.device("cpu")
+        device = torch.device(kind)  # MPS: float32 and eager unless asked (no float64: see losses)
     dtype_name = t.dtype if t.dtype != "auto" else ("bfloat16" if use_cuda else "float32")
     compile_on = t.compile == "on" or (t.compile == "auto" and use_cuda)
     if t.global_batch_size % world:

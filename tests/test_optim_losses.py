@@ -113,3 +113,18 @@ def test_lr_schedule_warmup_then_cosine():
     assert lr_at(60, 1.0, 10, 110, 0.1) == pytest.approx(0.1 + 0.9 * 0.5)
     assert lr_at(110, 1.0, 10, 110, 0.1) == pytest.approx(0.1)
     assert lr_at(50, 1.0, 10, 110, 1.0) == pytest.approx(1.0)  # ratio 1 = constant
+
+
+def test_stablemax_float32_path_matches_float64():
+    # MPS has no float64: the loss there runs in float32. Same values within float32 rounding.
+    from hrm.model.losses import IGNORE_LABEL, _stablemax_ce, loss_dtype
+
+    assert loss_dtype(torch.device("mps")) == torch.float32 and loss_dtype(torch.device("cpu")) == torch.float64
+    torch.manual_seed(0)
+    logits, labels = 8 * torch.randn(4, 9, 11), torch.randint(0, 11, (4, 9))
+    labels[0, :3] = IGNORE_LABEL
+    want = stablemax_cross_entropy(logits, labels)
+    got = _stablemax_ce(logits, labels, torch.float32)
+    assert want.dtype == torch.float64 and got.dtype == torch.float32
+    assert torch.allclose(got.double(), want, rtol=1e-5, atol=1e-6) and not torch.equal(got.double(), want)
+    assert (got[0, :3] == 0).all()

@@ -15,7 +15,7 @@ from hrm.data.build import ensure_dataset
 from hrm.data.loader import Split
 from hrm.evaluate import run_eval
 from hrm.checkpoint import checkpoint_dirs, load_model
-from hrm.train import init_state, resolve_runtime, train, train_step
+from hrm.train import init_state, pick_device, resolve_runtime, train, train_step
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny_losses.json"
 
@@ -186,3 +186,22 @@ def test_no_checkpoint_of_non_finite_weights(tmp_path, monkeypatch, tiny_config)
     assert [p.name for p in checkpoint_dirs(tmp_path / "run")] == ["step_00000010"]
     _, _, payload = load_model(checkpoint_dirs(tmp_path / "run")[-1])
     assert all(bool(torch.isfinite(v).all()) for v in payload["model"].values() if v.is_floating_point())
+
+
+def test_device_auto_takes_cuda_then_mps_then_cpu():
+    assert pick_device("auto", cuda=True, mps=True) == "cuda"
+    assert pick_device("auto", cuda=False, mps=True) == "mps"
+    assert pick_device("auto", cuda=False, mps=False) == "cpu"
+    assert pick_device("mps", cuda=True, mps=True) == "mps" and pick_device("cpu", cuda=True, mps=True) == "cpu"
+    for kind in ("cuda", "mps"):
+        with pytest.raises(ConfigError, match=f"train.device is '{kind}' but no {kind.upper()} device"):
+            pick_device(kind, cuda=False, mps=False)
+
+
+def test_resolve_runtime_on_mps_is_float32_eager(tiny, tmp_path, monkeypatch):
+    import hrm.train as T
+
+    monkeypatch.setattr(T, "_mps_available", lambda: True)
+    monkeypatch.setattr(T.torch.cuda, "is_available", lambda: False)
+    rt = resolve_runtime(tiny.config(tmp_path, train={"device": "auto"}))
+    assert (rt.device.type, rt.dtype, rt.compile) == ("mps", torch.float32, False)

@@ -18,8 +18,22 @@ def _stablemax_s(x: torch.Tensor) -> torch.Tensor:
 
 
 def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-token -log(s(x_y) / sum s(x)), in float64; 0 where labels are ignored."""
-    s = _stablemax_s(logits.double())
+    """Per-token -log(s(x_y) / sum s(x)), in float64; 0 where labels are ignored.
+
+    Apple's MPS has no float64, so there it is computed in float32 (`loss_dtype`): s grows
+    linearly, so float32 holds it for any logit below ~1e7 in size; what changes is the
+    rounding of the log-probabilities (relative ~1e-7 instead of ~1e-16), far below the
+    loss's own noise (tests/test_optim_losses.py compares the two).
+    """
+    return _stablemax_ce(logits, labels, loss_dtype(logits.device))
+
+
+def loss_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _stablemax_ce(logits: torch.Tensor, labels: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    s = _stablemax_s(logits.to(dtype))
     logprobs = torch.log(s / s.sum(-1, keepdim=True))
     valid = labels != IGNORE_LABEL
     picked = torch.gather(logprobs, -1, torch.where(valid, labels, 0).long().unsqueeze(-1)).squeeze(-1)
