@@ -1,7 +1,19 @@
-"""Training throughput of HRM: segments/s, samples/s, model FLOP/s (and MFU on CUDA).
+"""Training throughput of HRM: segments/s, samples/s, model FLOP/s, and the share of
+the matmul roofline measured in the same run (and MFU on CUDA).
 
 Times full training segments (forward of every cycle, one-step backward, Q-target
 forward, optimiser steps) on random Sudoku-shaped tokens, after warm-up steps.
+
+Roofline: the matmul throughput this machine reaches on the model's own shapes, in
+the run's dtype, timed right after the model (same threads, same process). Shapes,
+with T = batch x (seq_len + 1) tokens, D hidden, W the SwiGLU width, V the vocabulary:
+forward (T,D)x(D,3D) qkv, (T,D)x(D,D) out, (T,D)x(D,2W) gate_up, (T,W)x(W,D) down,
+(T,D)x(D,V) head, and the attention's batched (S,hd)x(hd,S) and (S,S)x(S,hd) per head;
+backward the two matmuls of each weight (input gradient and weight gradient). The
+roofline is their FLOP-weighted rate, forward and backward mixed as a segment mixes
+them (`flops_per_segment`), so `roofline_ratio` = model FLOP/s / roofline says how
+much of the machine the loop's overheads (norms, RoPE, softmax, optimiser, Python)
+leave to the matmuls.
 
     python benchmarks/train_throughput.py                       # reference size, batch 16
     python benchmarks/train_throughput.py --set model.hidden_size=128 --batch 64
@@ -26,30 +38,70 @@ from hrm.optim import AdamATan2, SparseSignSGD
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "RTX 4090": 165e12}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="sudoku_extreme")
-    p.add_argument("--set", action="append", default=[])
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None)
-    p.add_argument("--compile", action="store_true")
-    args = p.parse_args()
+def _rate(shapes: list[tuple[int, int, int, int]], dtype: torch.dtype, device: torch.device, reps: int) -> float:
+    """FLOP/s of running every (batch, m, k, n) matmul once, `reps` times, after warm-up."""
+    pairs = [(torch.randn(b, m, k, dtype=dtype, device=device), torch.randn(b, k, n, dtype=dtype, device=device))
+             for b, m, k, n in shapes]
+    flops = sum(2 * b * m * k * n for b, m, k, n in shapes)
 
-    cfg = load_config(args.config, args.set)
+    def once():
+        for a, w in pairs:
+            torch.bmm(a, w) if a.shape[0] > 1 else torch.mm(a[0], w[0])
+
+    with torch.no_grad():
+        for _ in range(2):
+            once()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(reps):
+            once()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    return flops * reps / (time.perf_counter() - start)
+
+
+def roofline(cfg, batch: int, seq_len: int, vocab: int, dtype: torch.dtype, device: torch.device,
+             reps: int = 5) -> dict:
+    """Matmul FLOP/s on the model's own shapes (module docstring)."""
+    from hrm.model.layers import swiglu_width
+
+    D, S, W, h = cfg.hidden_size, seq_len + 1, swiglu_width(cfg.hidden_size, cfg.expansion), cfg.num_heads
+    T, hd = batch * S, cfg.hidden_size // cfg.num_heads
+    weights = [(D, 3 * D), (D, D), (D, 2 * W), (W, D), (D, vocab)]
+    attention = [(batch * h, S, hd, S), (batch * h, S, S, hd)]
+    forward = [(1, T, k, n) for k, n in weights] + attention
+    backward = [(1, T, n, k) for k, n in weights] + [(1, k, T, n) for k, n in weights] + attention * 2
+    fwd, bwd = _rate(forward, dtype, device, reps), _rate(backward, dtype, device, reps)
+    total, train_fwd = flops_per_segment(cfg, seq_len, vocab), flops_per_segment(cfg, seq_len, vocab, training=False)
+    # a segment's backward is 2x the forward of its last L and H call (and head); the rest is forward
+    backward_flops = total - train_fwd * (2 if cfg.halt_max_steps > 1 else 1)
+    mix = total / ((total - backward_flops) / fwd + backward_flops / bwd)
+    return {"shapes": f"T={T} D={D} W={W} V={vocab} heads={h} S={S}", "forward_gflops": fwd / 1e9,
+            "backward_gflops": bwd / 1e9, "gflops": mix / 1e9}
+
+
+def check_device(device: torch.device, dtype: torch.dtype) -> str | None:
+    """Why this machine cannot run `device`/`dtype` (one line), or None."""
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return "--device cuda: this machine has no CUDA device (use --device cpu)"
+    if device.type == "cpu" and dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return "--dtype bfloat16: this CPU has no bf16 matmul support (use float32)"
+    return None
+
+
+def measure(cfg, batch: int, steps: int, warmup: int, device: torch.device, dtype: torch.dtype,
+            compile_segment: bool = False) -> dict:
+    """Time `steps` training segments after `warmup` ones; the result `main` prints."""
     spec = task_spec(cfg.data)
-    device = torch.device(args.device)
-    dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
     torch.manual_seed(0)
     model = HRM(cfg.model, vocab_size=spec.vocab_size, seq_len=spec.seq_len, num_puzzle_ids=spec.num_puzzle_ids)
     model = model.to(device).train()
-    if args.compile:
-        model.segment = torch.compile(model.segment)
+    if compile_segment:
+        model.recurrence = torch.compile(model.recurrence)
     opt = AdamATan2(model.parameters(), lr=1e-4, weight_decay=0.1)
     popt = SparseSignSGD(model.puzzle_emb, lr=1e-4, weight_decay=0.1) if model.puzzle_emb is not None else None
-    B = args.batch
+    B = batch
     inputs = torch.randint(1, spec.vocab_size, (B, spec.seq_len), device=device)
     carry = model.initial_carry(inputs, inputs.clone(), torch.zeros(B, dtype=torch.long, device=device))
 
@@ -66,38 +118,66 @@ def main() -> None:
             popt.step()
             popt.zero_grad()
 
-    for _ in range(args.warmup):
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(warmup):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    for _ in range(args.steps):
+    for _ in range(steps):
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
 
-    seg_s = args.steps / elapsed
+    seg_s = steps / elapsed
     flops = flops_per_segment(cfg.model, spec.seq_len, spec.vocab_size) * B * seg_s
+    roof = roofline(cfg.model, B, spec.seq_len, spec.vocab_size, dtype, device)
     result = {
-        "config": args.config,
-        "overrides": args.set,
         "parameters": sum(p.numel() for p in model.parameters()),
         "batch": B,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "threads": torch.get_num_threads(),
         "dtype": str(dtype).removeprefix("torch."),
-        "seconds_per_segment": elapsed / args.steps,
+        "compiled": compile_segment,
+        "seconds_per_segment": elapsed / steps,
         "segments_per_s": seg_s,
         "samples_per_s": seg_s * B,
         "model_tflops_per_s": flops / 1e12,
+        "roofline_tflops_per_s": roof["gflops"] / 1e3,
+        "roofline_ratio": flops / (roof["gflops"] * 1e9),
+        "roofline": roof,
     }
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
         if peak is not None:
             result["mfu"] = flops / peak
-    print(json.dumps(result))
+        result["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="sudoku_extreme")
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None)
+    p.add_argument("--compile", action="store_true")
+    args = p.parse_args()
+
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
+    why = check_device(device, dtype)
+    if why:
+        p.exit(2, f"train_throughput.py: {why}\n")
+    cfg = load_config(args.config, args.set)
+    result = measure(cfg, args.batch, args.steps, args.warmup, device, dtype, args.compile)
+    print(json.dumps({"config": args.config, "overrides": args.set, **result}))
 
 
 if __name__ == "__main__":

@@ -144,8 +144,9 @@ def init_state(cfg: Config, rt: Runtime, train_split: Split) -> TrainState:
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg, train_split.meta).to(rt.device)
     if rt.compile:
-        # Compile the segment (the hot path); the ACT bookkeeping stays eager.
-        model.segment = torch.compile(model.segment)
+        # Compile the segment's recurrence (the hot path); the puzzle-row lookup and the
+        # ACT bookkeeping stay eager (hrm.model.hrm.HRM.segment says why).
+        model.recurrence = torch.compile(model.recurrence)
     o = cfg.optim
     optimizer = AdamATan2(model.parameters(), lr=0.0, betas=o.betas, weight_decay=o.weight_decay)
     puzzle_optimizer = (

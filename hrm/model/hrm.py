@@ -107,10 +107,17 @@ class HRM(nn.Module):
 
     # -- input ---------------------------------------------------------------
 
+    def puzzle_rows(self, puzzle_ids: torch.Tensor) -> torch.Tensor | None:
+        """The batch's puzzle-table rows (in training, the leaf `SparseSignSGD` reads)."""
+        return self.puzzle_emb(puzzle_ids) if self.puzzle_emb is not None else None
+
     def embed(self, inputs: torch.Tensor, puzzle_ids: torch.Tensor) -> torch.Tensor:
+        return self._embed(inputs, self.puzzle_rows(puzzle_ids))
+
+    def _embed(self, inputs: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
         x = self.embed_tokens(inputs)
-        if self.puzzle_emb is not None:
-            first = self.puzzle_emb(puzzle_ids).to(x.dtype)
+        if rows is not None:
+            first = rows.to(x.dtype)
         else:
             first = x.new_zeros(x.shape[0], x.shape[-1])
         x = torch.cat([first[:, None, :], x], dim=1)
@@ -123,10 +130,19 @@ class HRM(nn.Module):
     def segment(
         self, z_H: torch.Tensor, z_L: torch.Tensor, inputs: torch.Tensor, puzzle_ids: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One inner forward: returns new (z_H, z_L) detached, token logits, Q logits."""
+        """One inner forward: returns new (z_H, z_L) detached, token logits, Q logits.
+
+        The puzzle-row lookup makes a fresh leaf tensor (for the sparse optimiser), which
+        torch.compile cannot return from a graph without breaking it; so it runs here,
+        eagerly, and `recurrence` (what `train.compile` compiles) takes the rows."""
+        return self.recurrence(z_H, z_L, inputs, self.puzzle_rows(puzzle_ids))
+
+    def recurrence(
+        self, z_H: torch.Tensor, z_L: torch.Tensor, inputs: torch.Tensor, rows: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         cfg = self.cfg
         rope = self.rotary() if self.rotary is not None else None
-        x = self.embed(inputs, puzzle_ids)
+        x = self._embed(inputs, rows)
         with torch.no_grad():
             for h in range(cfg.H_cycles):
                 for l in range(cfg.L_cycles):
