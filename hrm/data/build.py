@@ -53,7 +53,11 @@ def dataset_dir(cfg: DataConfig) -> Path:
     return Path(cfg.root) / f"{cfg.task}-{digest}"
 
 
-def _print_progress(label: str) -> Callable[[int, int], None]:
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _print_progress(label: str, log: Callable[[str], None] = _stderr) -> Callable[[int, int], None]:
     start = time.monotonic()
     last = [start]
 
@@ -63,7 +67,7 @@ def _print_progress(label: str) -> Callable[[int, int], None]:
             last[0] = now
             rate = done / max(now - start, 1e-9)
             eta = (total - done) / rate if rate > 0 else float("inf")
-            print(f"[data] {label}: {done}/{total} ({rate:.1f}/s, eta {eta:.0f}s)", file=sys.stderr, flush=True)
+            log(f"[data] {label}: {done}/{total} ({rate:.1f}/s, eta {eta:.0f}s)")
 
     return progress
 
@@ -74,16 +78,18 @@ def build_dataset(
     progress: Callable[[int, int], None] | None = None,
     overwrite: bool = True,
     workers: int | None = None,
+    log: Callable[[str], None] = _stderr,
 ) -> Path:
     """Build the dataset a config describes into folder `out` (atomically), with
     `workers` processes (default: one per core, at most 16; the bytes do not depend
-    on it). The task's report of what was built (ratings, leaks) goes to stderr."""
+    on it). Progress and the task's report of what was built (ratings, leaks) go to
+    `log` (default: stderr)."""
     out = Path(out)
     task = tasks.get(cfg.task)
     workers = workers or min(os.cpu_count() or 1, 16)
-    built = task.build(cfg, progress or _print_progress(task.describe(cfg)), workers)
+    built = task.build(cfg, progress or _print_progress(task.describe(cfg), log), workers)
     for line in task.report(built.meta):
-        print(f"[data] {line}", file=sys.stderr, flush=True)
+        log(f"[data] {line}")
     spec = dataclasses.replace(task.spec(cfg), num_puzzle_ids=built.num_puzzle_ids)
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -148,7 +154,7 @@ def ensure_dataset(cfg: DataConfig, log: Callable[[str], None] | None = None) ->
         log(f"[data] fetched {path} in {time.monotonic() - start:.1f}s")
         return path
     log(f"[data] building {cfg.task} dataset into {path}")
-    build_dataset(cfg, path, overwrite=False)
+    build_dataset(cfg, path, overwrite=False, log=log)
     log(f"[data] built {path} in {time.monotonic() - start:.1f}s")
     if shared:
         # The marker goes last: a reader that sees it sees every file (same bytes from any builder).

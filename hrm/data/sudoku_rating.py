@@ -269,13 +269,11 @@ def summarise(ratings: np.ndarray) -> dict:
 
 
 def describe(name: str, s: dict) -> list[str]:
-    """Lines for a build log: the summary and the histogram of a split."""
+    """Two lines for a build log: a split's summary with its grade, and its histogram."""
     if not s.get("count"):
         return [f"{name}: no puzzles"]
     grade = "Sudoku-Extreme grade" if s["extreme_grade"] else "below Sudoku-Extreme grade"
-    lines = [f"{name}: {s['count']} puzzles, guesses mean {s['mean']:.1f} median {s['median']:.1f} "
-             f"p90 {s['p90']:.1f} max {s['max']:.0f}, {100 * s['zero_share']:.1f}% with none: {grade} "
-             f"(mean >= {GRADE['mean']:g}, median >= {GRADE['median']:g}, < {100 * GRADE['zero_share']:g}% none)"]
-    width = max(s["histogram"].values()) or 1
-    lines += [f"  {label:>8} {count:6d} {'#' * round(40 * count / width)}" for label, count in s["histogram"].items()]
-    return lines
+    return [f"{name}: {s['count']} puzzles, guesses mean {s['mean']:.1f} median {s['median']:.1f} "
+            f"p90 {s['p90']:.1f} max {s['max']:.0f}, {100 * s['zero_share']:.1f}% with none: {grade} "
+            f"(mean >= {GRADE['mean']:g}, median >= {GRADE['median']:g}, < {100 * GRADE['zero_share']:g}% none)",
+            f"{name} histogram (guesses: puzzles): " + ", ".join(f"{k}: {v}" for k, v in s["histogram"].items())]
