@@ -1,7 +1,7 @@
 """bf16 against fp32 on the CPU: the same training run in both dtypes over several seeds.
 
 Runs `hrm train --config CONFIG --set train.dtype=D --set train.seed=S` one after the
-other (nothing in parallel, so the times compare) and prints one JSON line per run
+other, both dtypes for each seed in turn (nothing in parallel, so the times compare) and prints one JSON line per run
 and a summary: final exact accuracy and pass@2 (mean and spread over the seeds) and
 wall time per dtype. The bar for switching a default to bf16 is a mean within 2
 points of fp32. Example (the RESULTS.md run):
@@ -41,8 +41,8 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for dtype in ("float32", "bfloat16"):
-            for seed in args.seeds:
+        for seed in args.seeds:  # seed by seed, so a cut-short run still has matched pairs
+            for dtype in ("float32", "bfloat16"):
                 rows.append(run(args.config, dtype, seed, Path(tmp), args.set))
                 print(json.dumps(rows[-1]), flush=True)
     summary = {}
