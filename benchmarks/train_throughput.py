@@ -38,6 +38,20 @@ from hrm.optim import AdamATan2, SparseSignSGD
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "RTX 4090": 165e12}
 
 
+def _timed(fn, warmup: int, reps: int, device: torch.device) -> float:
+    """Seconds for `reps` calls of `fn` after `warmup` untimed ones (CUDA synchronised)."""
+    for _ in range(warmup):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 def _rate(shapes: list[tuple[int, int, int, int]], dtype: torch.dtype, device: torch.device, reps: int) -> float:
     """FLOP/s of running every (batch, m, k, n) matmul once, `reps` times, after warm-up."""
     pairs = [(torch.randn(b, m, k, dtype=dtype, device=device), torch.randn(b, k, n, dtype=dtype, device=device))
@@ -49,16 +63,8 @@ def _rate(shapes: list[tuple[int, int, int, int]], dtype: torch.dtype, device: t
             torch.bmm(a, w) if a.shape[0] > 1 else torch.mm(a[0], w[0])
 
     with torch.no_grad():
-        for _ in range(2):
-            once()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for _ in range(reps):
-            once()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    return flops * reps / (time.perf_counter() - start)
+        seconds = _timed(once, 2, reps, device)
+    return flops * reps / seconds
 
 
 def roofline(cfg, batch: int, seq_len: int, vocab: int, dtype: torch.dtype, device: torch.device,
@@ -120,16 +126,7 @@ def measure(cfg, batch: int, steps: int, warmup: int, device: torch.device, dtyp
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
+    elapsed = _timed(step, warmup, steps, device)
 
     seg_s = steps / elapsed
     flops = flops_per_segment(cfg.model, spec.seq_len, spec.vocab_size) * B * seg_s
