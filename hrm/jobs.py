@@ -5,9 +5,13 @@ cluster work, and `ray_jobs/` keeps only the calls into Ray."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hrm.artifacts import ArtifactStore, check_name
 from hrm.cli import Parser, exit_now, make_parser  # exit_now: the jobs end through it too
@@ -65,6 +69,29 @@ def worker_config(cfg: Config, run_dir: str, storage: str, hparams: dict | None 
     if is_uri(storage) and cfg.data.share is None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, share=f"{storage}/datasets"))
     return {"cfg": to_dict(cfg), "mirror": run_dir, "hparams": hparams}
+
+
+def run_worker(config: dict, report: Callable[[dict, str | None], None], restored: Any,
+               log: Callable[[str], None] | None) -> None:
+    """One rank of `hrm.train.train` on a `worker_config`, the same code in a Ray Train worker
+    and in a Tune trial that trains in its own process: `report(metrics, checkpoint_dir)`
+    hands each evaluation to Ray; `restored` is Ray's checkpoint to resume from (or None).
+    The run folder is node-local scratch, mirrored to the storage (checkpoints go through
+    `report`), so a worker on any node writes where the user looks."""
+    import torch
+
+    from hrm.config import from_dict
+    from hrm.remote import RUN_FILES, Mirror
+    from hrm.train import train
+
+    # As many intra-op threads as CPUs this worker was given (1.9 -> 2):
+    # oversubscribed OpenMP threads on a shared 2-core machine ran 10-25x slower.
+    torch.set_num_threads(max(1, round(config["cpus_per_worker"])))
+    with restored.as_directory() if restored else contextlib.nullcontext() as resume_from, \
+            tempfile.TemporaryDirectory(prefix="hrm-run-") as scratch:
+        train(from_dict(config["cfg"]), out_dir=f"{scratch}/hrm", resume_from=resume_from, report=report,
+              log=log or (lambda _m: None), tensorboard_dir=scratch, hparams=config.get("hparams"),
+              mirror=Mirror(scratch, config["mirror"], only=RUN_FILES, skip=["hrm/checkpoints"]))
 
 
 def index_checkpoint(space: SearchSpace, name: str, storage: str, trial_id: str, params: dict, path: str) -> None:

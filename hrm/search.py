@@ -31,22 +31,10 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from hrm.config import (
-    AtLeast1,
-    Config,
-    ConfigError,
-    NonNeg,
-    Range,
-    checked,
-    freeze,
-    hint,
-    number,
-    thaw,
-    to_dict,
-    with_values,
-)
+from hrm.config import (AtLeast1, Config, ConfigError, NonNeg, Range, checked, freeze, hint, number, thaw, to_dict,
+                        with_values)
 
 
 class SpaceError(ConfigError):
@@ -143,16 +131,28 @@ class Budget:
     num_workers: AtLeast1 = 1
     cpus_per_worker: NonNeg = 1.0
     gpus_per_worker: NonNeg = 0.0
-    trainable_cpus: NonNeg = 0.1  # the Tune trial's own actor (it only waits on its Train workers)
+    trainable_cpus: NonNeg = 0.1  # the Tune trial's own actor (beyond its worker's share, see in_trial)
     # Faults: Ray Train restarts a trial's worker group from its last checkpoint up to
     # `worker_restarts` times; then Tune restarts the whole trial up to `trial_retries`
-    # times (again from that checkpoint). A trial that always fails runs
-    # (worker_restarts + 1) * (trial_retries + 1) times in all.
+    # times (again from that checkpoint): (worker_restarts + 1) * (trial_retries + 1) runs.
     worker_restarts: Annotated[int, Range(ge=0)] = 2
     trial_retries: Annotated[int, Range(ge=0)] = 1
+    # auto: a one-worker trial trains in the Tune trial's own process (no Train worker group:
+    # 3 s of Ray overhead per trial instead of 20, RESULTS.md); always: a worker group.
+    worker_group: Literal["auto", "always"] = "auto"
 
     def __post_init__(self) -> None:
         checked(self, "budget", SpaceError)
+
+    in_trial = property(lambda self: self.num_workers == 1 and self.worker_group == "auto")
+    # Tune's restarts of a trial (training in it, they stand in for the worker's restarts too)
+    tune_retries = property(lambda s: (s.worker_restarts + 1) * (s.trial_retries + 1) - 1 if s.in_trial
+                            else s.trial_retries)
+
+    def trial_resources(self) -> dict[str, float]:
+        """What Tune reserves for the trial's own process (a worker group is reserved apart)."""
+        own = {"CPU": self.cpus_per_worker, "GPU": self.gpus_per_worker} if self.in_trial else {"CPU": 0.0}
+        return {**own, "CPU": own["CPU"] + self.trainable_cpus}
 
     def shortfall(self, nodes: list[dict[str, float]], what: str = "a trial") -> str | None:
         """Why one run (the trial's own CPUs plus `num_workers` worker bundles) can never be
@@ -160,16 +160,18 @@ class Budget:
         it fits. Ray itself would leave such a run PENDING forever."""
         eps = 1e-9
         cpu, gpu = self.cpus_per_worker, self.gpus_per_worker
+        one = cpu + self.trainable_cpus * self.in_trial  # training in the trial: one node holds both
         want = f"{self.num_workers} worker(s) x {cpu:g} CPU" + (f" + {gpu:g} GPU" if gpu else "")
         if self.trainable_cpus:
             want += f", plus {self.trainable_cpus:g} CPU for the trial itself"
-        total_cpu = sum(n.get("CPU", 0.0) for n in nodes)
-        total_gpu = sum(n.get("GPU", 0.0) for n in nodes)
+        total_cpu, total_gpu = (sum(n.get(r, 0.0) for n in nodes) for r in ("CPU", "GPU"))
         have = f"the cluster has {total_cpu:g} CPU and {total_gpu:g} GPU on {len(nodes)} node(s)"
-        if not any(n.get("CPU", 0.0) + eps >= cpu and n.get("GPU", 0.0) + eps >= gpu for n in nodes):
+        if not any(n.get("CPU", 0.0) + eps >= one and n.get("GPU", 0.0) + eps >= gpu for n in nodes):
             big = max(((n.get("CPU", 0.0), n.get("GPU", 0.0)) for n in nodes), default=(0.0, 0.0))
             largest = f"the largest has {big[0]:g} CPU, {big[1]:g} GPU"
-            return f"{what} needs {want}, but no node can hold one worker ({largest}); {have}"
+            holds = "one worker" + (f" with its trial's {self.trainable_cpus:g} CPU (budget.worker_group: auto "
+                                    "trains in the trial)" if one > cpu else "")
+            return f"{what} needs {want}, but no node can hold {holds} ({largest}); {have}"
         if total_cpu + eps < self.trainable_cpus + self.num_workers * cpu or total_gpu + eps < self.num_workers * gpu:
             return f"{what} needs {want}, but {have}"
         return None

@@ -1,9 +1,7 @@
 """What runs inside Ray: the Train worker, the Tune trial and the search driver's callbacks
 (a module of the installed project, so Ray workers import it by name)."""
 
-import contextlib
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -13,9 +11,7 @@ import ray.train
 import ray.tune
 from ray.tune.search.optuna import OptunaSearch
 
-from hrm.config import from_dict
-from hrm.jobs import index_checkpoint, worker_config
-from hrm.remote import RUN_FILES, Mirror
+from hrm.jobs import index_checkpoint, run_worker, worker_config
 from hrm.search import Budget, Scheduler, SearchSpace, hparams, trial_config, trial_table
 
 
@@ -47,43 +43,36 @@ def trainer(config: dict[str, Any], b: Budget, **run: Any) -> Any:
                         scaling_config=scaling, run_config=run_config)
 
 
+def say(msg: str) -> None:  # not print(): Ray Train echoes that twice
+    sys.stdout.write(msg + "\n")
+    sys.stdout.flush()
+
+
 def train_worker(config: dict[str, Any]) -> None:
     """Ray Train worker: one data-parallel rank of `hrm.train.train`."""
-    import torch
-
-    from hrm.train import train
-
-    # As many intra-op threads as CPUs this worker was given (1.9 -> 2):
-    # oversubscribed OpenMP threads on a shared 2-core machine ran 10-25x slower.
-    torch.set_num_threads(max(1, round(config["cpus_per_worker"])))
-
     def report(metrics: dict[str, float], ckpt_dir: str | None) -> None:
         ray.train.report(dict(metrics), checkpoint=ckpt_dir and ray.train.Checkpoint.from_directory(ckpt_dir))
 
-    def say(msg: str) -> None:  # not print(): Ray Train echoes that twice
-        sys.stdout.write(msg + "\n")
-        sys.stdout.flush()
-
-    restored = ray.train.get_checkpoint()  # after a worker-group restart or a Tune restore
-    # The run folder is node-local scratch, mirrored to the storage (checkpoints go through
-    # Ray Train's report): a worker group on any node writes where the user looks.
-    with restored.as_directory() if restored else contextlib.nullcontext() as resume_from, \
-            tempfile.TemporaryDirectory(prefix="hrm-run-") as scratch:
-        train(from_dict(config["cfg"]), out_dir=f"{scratch}/hrm", resume_from=resume_from,
-              report=report, log=say if ray.train.get_context().get_world_rank() == 0 else (lambda _m: None),
-              tensorboard_dir=scratch, hparams=config.get("hparams"),
-              mirror=Mirror(scratch, config["mirror"], only=RUN_FILES, skip=["hrm/checkpoints"]))
+    # get_checkpoint: after a worker-group restart or a Tune restore
+    run_worker(config, report, ray.train.get_checkpoint(), say if ray.train.get_context().get_world_rank() == 0 else None)
 
 
 def run_trial(config: dict[str, Any], *, space: SearchSpace, storage: str, name: str) -> None:
-    """Tune function trainable: fits one TorchTrainer on the sampled config. Its TensorBoard
-    events (scalars, pictures, HParams) and hrm/metrics.jsonl go into Tune's folder for the
-    trial in the storage: one TensorBoard run per trial."""
+    """Tune function trainable: trains the sampled config, in this process when it is one
+    worker (`Budget.in_trial`), else by fitting a TorchTrainer. Its TensorBoard events
+    (scalars, pictures, HParams) and hrm/metrics.jsonl go into Tune's folder for the trial
+    in the storage: one TensorBoard run per trial."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
     ctx = ray.tune.get_context()
     worker = worker_config(trial_config(space, config), f"{storage}/{name}/{Path(ctx.get_trial_dir()).name}",
                            storage, hparams(space, config))
+    if space.budget.in_trial:
+        def report(metrics: dict[str, float], ckpt_dir: str | None) -> None:
+            ray.tune.report(dict(metrics), checkpoint=ckpt_dir and ray.tune.Checkpoint.from_directory(ckpt_dir))
+
+        return run_worker({**worker, "cpus_per_worker": space.budget.cpus_per_worker}, report,
+                          ray.tune.get_checkpoint(), say)
     trainer(worker, space.budget, name=ctx.get_trial_id(), storage_path=f"{storage}/{name}/train",
             callbacks=[TuneReportCallback()]).fit()
 
@@ -98,8 +87,13 @@ class IndexCheckpoints(ray.tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if "checkpoint_path" in result:  # TuneReportCallback's key: a path inside the storage's filesystem
-            index_checkpoint(self.space, self.name, self.storage, trial.trial_id, trial.config,
-                             result["checkpoint_path"])
+            self._index(trial, result["checkpoint_path"])
+
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
+        self._index(trial, checkpoint.path)  # a trial that trains in its own process, once Tune stored it
+
+    def _index(self, trial: Any, path: str) -> None:
+        index_checkpoint(self.space, self.name, self.storage, trial.trial_id, trial.config, path)
 
 
 class LiveTable(ray.tune.Callback):

@@ -22,7 +22,7 @@ from hrm.remote import ObjectJournal
 from hrm.search import SearchSpace, define_by_run, search_summary
 
 
-def build_tuner(space: SearchSpace, name: str, storage: str, resume: bool):
+def build_tuner(space: SearchSpace, name: str, storage: str, resume: bool, extra_callbacks: tuple = ()):
     import optuna
     from optuna.storages import JournalStorage
     from ray import tune
@@ -33,7 +33,7 @@ def build_tuner(space: SearchSpace, name: str, storage: str, resume: bool):
 
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # see the callbacks below
     trainable = tune.with_parameters(run_trial, space=space, storage=storage, name=name)
-    trainable = tune.with_resources(trainable, {"CPU": space.budget.trainable_cpus})
+    trainable = tune.with_resources(trainable, space.budget.trial_resources())
     if resume:
         return tune.Tuner.restore(f"{storage}/{name}", trainable=trainable, resume_errored=True)
     journal = JournalStorage(ObjectJournal(f"{storage}/{name}/optuna-journal"))  # segments: `cat` them to open
@@ -47,9 +47,11 @@ def build_tuner(space: SearchSpace, name: str, storage: str, resume: bool):
                                   num_samples=b.num_samples, max_concurrent_trials=b.max_concurrent_trials)
     # verbose=0: LiveTable is the table. Tune's loggers without its TensorBoard one, whose
     # start-up hint names a driver folder without our events (hrm writes the HParams).
-    callbacks = [IndexCheckpoints(space, name, storage), LiveTable(space), CSVLoggerCallback(), JsonLoggerCallback()]
+    callbacks = [IndexCheckpoints(space, name, storage), LiveTable(space), CSVLoggerCallback(), JsonLoggerCallback(),
+                 *extra_callbacks]
     run_config = tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=callbacks,
-                                failure_config=tune.FailureConfig(max_failures=b.trial_retries))
+                                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # in-trial training's
+                                failure_config=tune.FailureConfig(max_failures=b.tune_retries))
     return tune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
 
 

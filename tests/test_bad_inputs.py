@@ -69,6 +69,8 @@ CASES = {
                             "budget.num_samples must be >= 1"),
     "space: NaN bound": ({}, ["tune", "--smoke", "--set", "budget.cpus_per_worker=.nan"],
                          "budget.cpus_per_worker must be a finite number"),
+    "space: unknown worker group": ({}, ["tune", "--smoke", "--set", "budget.worker_group=never"],
+                                    "budget.worker_group"),
     "space: bad scheduler": ({}, ["tune", "--smoke", "--set", "scheduler.reduction_factor=1"],
                              "scheduler.reduction_factor must be >= 2"),
     "space: not a mapping": ({"s.yaml": "[1, 2]\n"}, ["tune", "--space", "s.yaml"], "the top level must be a mapping"),

@@ -233,7 +233,7 @@ def test_private_worker_node_then_its_loss(s3, tmp_path, monkeypatch):
         ray.get(blocker.ready.remote())
         cmd = [*TUNE, "--smoke", "--storage", "s3://bkt/ns", "--name", "ns", "--address", address,
                "--set", "budget.num_samples=1", "--set", "scheduler.type=fifo",
-               "--set", "store.keep_per_trial=100"]
+               "--set", "store.keep_per_trial=100", "--set", "budget.worker_group=always"]
         search = subprocess.Popen(cmd, env={**_env(), "RAY_AUTH_MODE": "token"}, cwd=driver,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         _wait_for_index("s3://bkt/ns/artifacts/index", search)
@@ -282,7 +282,7 @@ metric: token_accuracy
 mode: max
 seed: 0  # Optuna's first two draws with this seed: lr 1e30 (diverges), then 1e-3
 budget: {num_samples: 2, max_concurrent_trials: 1, num_workers: 1, cpus_per_worker: 1.0, trainable_cpus: 0.1,
-         worker_restarts: 1, trial_retries: 1}
+         worker_restarts: 1, trial_retries: 1}  # worker_group auto: the trial trains in its own process
 scheduler: {type: fifo}
 params:
   optim.lr: {type: categorical, choices: [1.0e-3, 1.0e+30]}

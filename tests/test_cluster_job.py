@@ -128,7 +128,8 @@ def test_submit_the_smoke_search_as_a_job(head, tmp_path):
         [RAY, "job", "submit", "--address", url, "--working-dir", str(ROOT), "--no-wait", "--",
          sys.executable, "ray_jobs/tune.py", "--smoke", "--storage", str(storage), "--name", "job",
          # Two trials at once, 0.1 + 0.8 CPU each: two Train workers never fit on one node.
-         "--set", "budget.max_concurrent_trials=2", "--set", "budget.cpus_per_worker=0.8"],
+         "--set", "budget.max_concurrent_trials=2", "--set", "budget.cpus_per_worker=0.8",
+         "--set", "budget.worker_group=always"],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert submit.returncode == 0, submit.stdout[-2000:] + submit.stderr[-2000:]

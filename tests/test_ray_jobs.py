@@ -124,13 +124,12 @@ def test_one_writer_indexes_every_checkpoint_of_two_concurrent_trials(local_ray,
                       "--set", "store.keep_per_experiment=100"])
     out = capsys.readouterr().out
     assert code == 0, out[-3000:]
-    reported = set()
+    reported = set()  # each report is an eval round with its checkpoint
     for trial_dir in (storage / "two").iterdir():
         if (trial_dir / "result.json").exists():
             for line in (trial_dir / "result.json").read_text().splitlines():
                 r = json.loads(line)
-                if "checkpoint_path" in r:
-                    reported.add((r["trial_id"], r["step"]))
+                reported.add((r["trial_id"], r["step"]))
     assert len({t for t, _ in reported}) == 2 and len(reported) == 2 * 3  # 3 eval rounds each
     table = ArtifactStore(str(storage / "artifacts")).table("two")
     keys = list(zip(table["trial_id"].to_pylist(), table["step"].to_pylist()))
@@ -168,6 +167,42 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path):
     assert len(keys) == len(set(keys)) and table.num_rows >= 1
     summary = _summary(done.stdout)
     assert summary["trials"] == 3 and summary["errors"] == 0
+
+
+def test_a_one_worker_trial_trains_in_its_own_process_as_a_worker_group_would(local_ray, tmp_path, capsys,
+                                                                              monkeypatch):
+    """budget.worker_group auto (one worker: the Tune trial's process trains) and always (a
+    Ray Train worker group) run the same code: the same losses and metrics at every step,
+    every checkpoint indexed; auto starts no Train worker."""
+    from ray.util.state import list_actors
+
+    from hrm.artifacts import ArtifactStore
+    from ray_jobs import tune
+
+    storage = tmp_path / "storage"
+    monkeypatch.chdir(tmp_path)
+
+    def search(name: str, group: str) -> list[dict]:
+        code = tune.main(["--smoke", "--storage", str(storage), "--name", name, "--set", "budget.num_samples=1",
+                          "--set", "scheduler.type=fifo", "--set", f"budget.worker_group={group}"])
+        assert code == 0, capsys.readouterr().out[-3000:]
+        (history,) = (storage / name).glob("*/hrm/metrics.jsonl")
+        return [json.loads(line) for line in history.read_text().splitlines()]
+
+    def train_workers() -> int:
+        return len(list_actors(address=local_ray, filters=[("class_name", "=", "RayTrainWorker")], limit=10000))
+
+    before = train_workers()
+    own = search("own", "auto")
+    assert train_workers() == before
+    group = search("group", "always")
+    assert train_workers() == before + 1
+    assert [(r["kind"], r["step"]) for r in own] == [(r["kind"], r["step"]) for r in group] != []
+    for mine, theirs in zip(own, group):
+        keys = [k for k in theirs if k.startswith("loss/") or "accuracy" in k or k.startswith("pass@")]
+        assert keys and {k: mine[k] for k in keys} == pytest.approx({k: theirs[k] for k in keys}, rel=1e-6)
+    store = ArtifactStore(str(storage / "artifacts"))
+    assert sorted(store.table("own")["step"].to_pylist()) == sorted(store.table("group")["step"].to_pylist()) != []
 
 
 def test_two_ray_train_workers_match_one(local_ray, tmp_path, tiny):
@@ -208,7 +243,8 @@ def test_a_killed_train_worker_resumes_from_its_checkpoint(local_ray, tmp_path):
     def search(name: str) -> subprocess.Popen:
         cmd = [sys.executable, str(ROOT / "ray_jobs" / "tune.py"), "--smoke", "--storage", str(storage),
                "--name", name, "--address", local_ray, "--set", "budget.num_samples=1",
-               "--set", "scheduler.type=fifo", "--set", "store.keep_per_trial=100"]
+               "--set", "scheduler.type=fifo", "--set", "store.keep_per_trial=100",
+               "--set", "budget.worker_group=always"]
         return subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True)
 

@@ -21,8 +21,9 @@ LAPTOP = [{"CPU": 2.0, "memory": 1e10}]
 GPU_CLUSTER = [{"CPU": 8.0}, {"CPU": 64.0, "GPU": 8.0}, {"CPU": 64.0, "GPU": 8.0}]
 
 
-def need(nodes, workers=1, cpus=1.0, gpus=0.0, driver=0.0):
-    return Budget(num_workers=workers, cpus_per_worker=cpus, gpus_per_worker=gpus, trainable_cpus=driver).shortfall(nodes)
+def need(nodes, workers=1, cpus=1.0, gpus=0.0, driver=0.0, group="auto"):
+    return Budget(num_workers=workers, cpus_per_worker=cpus, gpus_per_worker=gpus, trainable_cpus=driver,
+                  worker_group=group).shortfall(nodes)
 
 
 def test_runs_that_fit():
@@ -30,6 +31,20 @@ def test_runs_that_fit():
     assert need(LAPTOP, workers=2, cpus=1.0) is None
     assert need(GPU_CLUSTER, workers=16, cpus=8, gpus=1, driver=1) is None  # spread over both GPU nodes
     assert need([{"CPU": 1.0}, {"CPU": 1.0}], workers=2, cpus=0.8, driver=0.1) is None
+
+
+def test_a_trial_that_trains_in_its_own_process_needs_its_cpus_on_one_node():
+    one_cpu = [{"CPU": 1.0}, {"CPU": 1.0}]
+    why = need(one_cpu, cpus=1.0, driver=0.1)
+    assert "no node can hold one worker with its trial's 0.1 CPU (budget.worker_group: auto" in why
+    assert need(one_cpu, cpus=1.0, driver=0.1, group="always") is None  # trial and worker on two nodes
+    assert need(one_cpu, cpus=0.9, driver=0.1) is None
+    b = Budget(num_workers=1, cpus_per_worker=1.9, gpus_per_worker=1.0, trainable_cpus=0.1)
+    assert b.in_trial and b.trial_resources() == {"CPU": 2.0, "GPU": 1.0}
+    assert b.tune_retries == 3 * 2 - 1  # its worker's restarts are Tune's: (2 + 1) x (1 + 1) attempts in all
+    for group, workers in (("always", 1), ("auto", 2)):
+        b = Budget(num_workers=workers, cpus_per_worker=1.9, trainable_cpus=0.1, worker_group=group)
+        assert not b.in_trial and b.trial_resources() == {"CPU": 0.1} and b.tune_retries == 1
 
 
 def test_a_gpu_run_on_a_cpu_machine():
