@@ -17,6 +17,7 @@ leave to the matmuls.
 
     python benchmarks/train_throughput.py                       # reference size, batch 16
     python benchmarks/train_throughput.py --set model.hidden_size=128 --batch 64
+    python benchmarks/train_throughput.py --config quickstart --batch 64 --threads 1   # one core
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from hrm.data.build import task_spec
 from hrm.evaluate import autocast
 from hrm.model import HRM, act_loss, flops_per_segment
 from hrm.optim import AdamATan2, SparseSignSGD
+from hrm.train import cpu_has_bf16
 
 # Dense bf16 peak of common accelerators, for MFU (FLOP/s).
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "RTX 4090": 165e12}
@@ -91,7 +93,7 @@ def check_device(device: torch.device, dtype: torch.dtype) -> str | None:
     """Why this machine cannot run `device`/`dtype` (one line), or None."""
     if device.type == "cuda" and not torch.cuda.is_available():
         return "--device cuda: this machine has no CUDA device (use --device cpu)"
-    if device.type == "cpu" and dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_bf16():
         return "--dtype bfloat16: this CPU has no bf16 matmul support (use float32)"
     return None
 
@@ -165,7 +167,12 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None)
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = p.parse_args()
+    if args.threads is not None:
+        if args.threads < 1:
+            p.exit(2, f"train_throughput.py: --threads must be >= 1, got {args.threads}\n")
+        torch.set_num_threads(args.threads)
 
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))

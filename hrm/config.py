@@ -244,7 +244,8 @@ class TrainConfig:
     keep_checkpoints: AtLeast1 = 2
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto: CUDA, else Apple's MPS, else the CPU
-    # 'auto' = bfloat16 + torch.compile on CUDA, float32 eager on CPU.
+    # dtype auto: bfloat16 on CUDA and on CPUs with native bf16 matmuls (AVX512-BF16/AMX),
+    # float32 elsewhere; compile auto: on for CUDA only (hrm.train.auto_dtype).
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     compile: Literal["auto", "on", "off"] = "auto"
     out_dir: str = "runs/default"

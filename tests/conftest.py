@@ -38,7 +38,7 @@ class Tiny:
                  "sudoku": {"size": 4, "difficulty": "easy", "blanks": 4}},
         "optim": {"lr": 3e-3, "warmup_steps": 2},
         "train": {"global_batch_size": 16, "steps": 4, "eval_interval": 2, "log_interval": 1,
-                  "tensorboard": False, "device": "cpu"},
+                  "tensorboard": False, "device": "cpu", "dtype": "float32"},  # pinned: golden losses
     }
 
     @classmethod

@@ -14,6 +14,7 @@ import torch
 
 from benchmarks.gpu_check import check_bf16, check_compile
 from hrm.config import load_config
+from hrm.train import cpu_has_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["model.hidden_size=32", "model.num_heads=4", "model.H_layers=1", "model.L_layers=1", "data.sudoku.size=4",
@@ -27,7 +28,7 @@ def test_compile_of_the_segment_matches_eager_on_cpu_without_graph_breaks():
     assert row["ok"]
 
 
-@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="no bf16 matmuls on this CPU")
+@pytest.mark.skipif(not cpu_has_bf16(), reason="no bf16 matmuls on this CPU")
 def test_bf16_autocast_matches_fp32_on_cpu():
     row = check_bf16(load_config("quickstart", TINY), 8, torch.device("cpu"))
     assert row["ok"], row
