@@ -134,6 +134,9 @@ def test_rows_come_from_the_checkpoint_manifest(tmp_path, run, capsys):
         aid = store.add(experiment="exp", trial_id="t1", hparams=HPARAMS, checkpoint_dir=path)
         row = store.get(aid)
         assert (row["step"], row["eval_round"]) == (metrics["step"], metrics["eval_round"])
+        # The report adds only the reporting process's clock (train_seconds) to the checkpoint's metrics.
+        assert metrics["train_seconds"] >= 0
+        metrics = {k: v for k, v in metrics.items() if k != "train_seconds"}
         assert json.loads(row["metrics_json"]) == metrics and row["metric.pass@2"] == metrics["pass@2"]
         assert row["sha256"] == hashlib.sha256((Path(path) / "checkpoint.pt").read_bytes()).hexdigest()
     from hrm.cli import main

@@ -161,8 +161,12 @@ def test_resuming_a_finished_run_reports_its_final_evaluation(tmp_path, tiny_con
     train(cfg, log=lambda _m: None, report=lambda m, c: first.append((m, c)))
     again = []
     metrics = train(cfg, resume=True, log=lambda _m: None, report=lambda m, c: again.append((m, c)))
-    assert len(again) == 1 and again[0] == first[-1]
-    assert metrics == first[-1][0]
+    # The re-report is the final evaluation and its checkpoint; the first run's report also
+    # carried the time it spent in its loop (`train_seconds`), which a finished run has none of.
+    final, ckpt = first[-1]
+    assert final.pop("train_seconds") > 0
+    assert len(again) == 1 and again[0] == (final, ckpt)
+    assert metrics == final
 
 
 def test_no_checkpoint_of_non_finite_weights(tmp_path, monkeypatch, tiny_config):
