@@ -223,3 +223,20 @@ def test_puzzle_rows_get_gradient_only_for_batch_ids():
     out["logits"].sum().backward()
     assert model.puzzle_emb.local.grad is not None
     assert torch.equal(model.puzzle_emb.local_ids, b["puzzle_ids"])
+
+
+@pytest.mark.parametrize("seq", [37, 200])
+def test_cpu_attention_matches_sdpa_in_value_and_gradient(seq):
+    """The CPU's explicit softmax attention (short sequences) is SDPA's math."""
+    from hrm.model.layers import attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 4, seq, 16, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    ours = attention(q, k, v)
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    upstream = torch.randn(ours.shape, generator=g, dtype=torch.float64)
+    got = torch.autograd.grad(ours, (q, k, v), upstream)
+    want = torch.autograd.grad(ref, (q, k, v), upstream)
+    torch.testing.assert_close(ours, ref)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)

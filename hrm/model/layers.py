@@ -5,7 +5,8 @@ Design choices (all from the published HRM):
 - RMSNorm has no learnable weight and is computed in float32;
 - blocks are post-norm: h = norm(h + attn(h)); h = norm(h + mlp(h));
 - attention is non-causal, with a fused QKV projection, through PyTorch SDPA
-  (which picks flash / memory-efficient kernels on GPU and a math kernel on CPU);
+  (flash / memory-efficient kernels on GPU), except for short sequences on the CPU
+  (`attention` says why);
 - the MLP is SwiGLU with a fused gate/up projection, inner width
   round(expansion * hidden * 2/3) rounded up to a multiple of 256.
 """
@@ -74,8 +75,23 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # x: (B, heads, S, head_dim); tables: (S, head_dim)
+    # x: (..., S, head_dim); tables: (S, head_dim)
     return (x * cos.to(x.dtype)) + (_rotate_half(x) * sin.to(x.dtype))
+
+
+# Longest sequence for which the CPU runs attention as two matmuls and a softmax: up to
+# 128 tokens that beat SDPA's CPU flash kernel (quickstart, 37 tokens: 2.6 against 11.6 ms
+# forward+backward; reference Sudoku, 82: 10.2 against 12.9), from 256 on it lost 2x
+# (benchmarks/RESULTS.md, "Attention on the CPU").
+_CPU_EXPLICIT_MAX_SEQ = 128
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Non-causal softmax(q k^T / sqrt(head_dim)) v over (B, heads, S, head_dim)."""
+    if q.device.type == "cpu" and q.shape[-2] <= _CPU_EXPLICIT_MAX_SEQ:
+        scores = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+        return torch.matmul(scores.softmax(-1), v)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=False)
 
 
 class Attention(nn.Module):
@@ -88,10 +104,11 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         B, S, D = x.shape
-        q, k, v = self.qkv(x).view(B, S, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x).view(B, S, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qk, v = qkv[:2], qkv[2]
         if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=False)
+            qk = apply_rope(qk, *rope)  # q and k in one pass: half the small elementwise calls
+        y = attention(qk[0], qk[1], v)
         return self.out(y.transpose(1, 2).reshape(B, S, D))
 
 
