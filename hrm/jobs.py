@@ -17,7 +17,7 @@ from hrm.artifacts import ArtifactStore, check_name
 from hrm.cli import Parser, exit_now, make_parser  # exit_now: the jobs end through it too
 from hrm.config import Config, ConfigError, anchor_paths, int_at_least, load_config, to_dict
 from hrm.remote import check_storage, exists, is_uri
-from hrm.search import Budget, SearchSpace, hparams
+from hrm.search import Budget, SearchSpace, hparams, with_rung_score
 from hrm.space import load_space
 
 
@@ -62,13 +62,15 @@ def search_args(argv: list[str] | None, doc: str | None = None) -> tuple[argpars
     return args, dataclasses.replace(space, base_config=anchor_paths(space.base_config, Path.cwd())), name, storage
 
 
-def worker_config(cfg: Config, run_dir: str, storage: str, hparams: dict | None = None) -> dict:
+def worker_config(cfg: Config, run_dir: str, storage: str, hparams: dict | None = None,
+                  rung: tuple | None = None) -> dict:
     """What a Ray Train worker is given: the config, the folder its run files are mirrored to
-    (`run_dir`, in the storage: workers write nothing a user needs on their own node) and its
-    HParams. On object storage every node shares the datasets under <storage>/datasets."""
+    (`run_dir`, in the storage: workers write nothing a user needs on their own node), its
+    HParams and the search's `SearchSpace.rung` (reports then carry ASHA's `rung_score`).
+    On object storage every node shares the datasets under <storage>/datasets."""
     if is_uri(storage) and cfg.data.share is None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, share=f"{storage}/datasets"))
-    return {"cfg": to_dict(cfg), "mirror": run_dir, "hparams": hparams}
+    return {"cfg": to_dict(cfg), "mirror": run_dir, "hparams": hparams, "rung": rung}
 
 
 def run_worker(config: dict, report: Callable[[dict, str | None], None], restored: Any,
@@ -87,9 +89,13 @@ def run_worker(config: dict, report: Callable[[dict, str | None], None], restore
     # As many intra-op threads as CPUs this worker was given (1.9 -> 2):
     # oversubscribed OpenMP threads on a shared 2-core machine ran 10-25x slower.
     torch.set_num_threads(max(1, round(config["cpus_per_worker"])))
+
+    def scored(metrics: dict, ckpt_dir: str | None) -> None:
+        report(with_rung_score(config.get("rung"), metrics), ckpt_dir)
+
     with restored.as_directory() if restored else contextlib.nullcontext() as resume_from, \
             tempfile.TemporaryDirectory(prefix="hrm-run-") as scratch:
-        train(from_dict(config["cfg"]), out_dir=f"{scratch}/hrm", resume_from=resume_from, report=report,
+        train(from_dict(config["cfg"]), out_dir=f"{scratch}/hrm", resume_from=resume_from, report=scored,
               log=log or (lambda _m: None), tensorboard_dir=scratch, hparams=config.get("hparams"),
               mirror=Mirror(scratch, config["mirror"], only=RUN_FILES, skip=["hrm/checkpoints"]))
 

@@ -21,6 +21,10 @@ configs and what a search reports. `hrm.space.load_space` reads and checks the f
 - ASHA measures time in reported eval rounds (or steps), never wall clock: a trial
   reports `total_rounds(cfg)` = ceil(train.steps / train.eval_interval) rounds (the
   last step always evaluates).
+- `scheduler.tie_break` (e.g. token_accuracy) makes ASHA compare trials on `metric`
+  first and the tie-break metric only where the metric ties: each report carries
+  `rung_score` = metric + 1e-6 x tie-break (`with_rung_score`). Early in training pass@2
+  is 0 for every trial, so without it a rung there cannot rank anyone.
 """
 
 from __future__ import annotations
@@ -47,6 +51,11 @@ METRICS = ("exact_accuracy", "token_accuracy", "q_halt_accuracy", "pass@1", "pas
 MODES = ("max", "min")
 SCHEDULERS = ("asha", "fifo")
 TIME_ATTRS = ("eval_round", "step")
+# The key a trial reports for ASHA when the space has a tie-break, and the tie-break's
+# weight: every metric here lies in [0, 1] and moves in steps of 1/questions (1e-3 for
+# a thousand), so 1e-6 x [0, 1] orders equal values without reordering unequal ones.
+RUNG_SCORE = "rung_score"
+TIE_WEIGHT = 1e-6
 # Keys whose values decide how many eval rounds a trial reports.
 ROUND_KEYS = ("train.steps", "train.epochs", "train.eval_interval")
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
@@ -184,9 +193,14 @@ class Scheduler:
     grace_period: AtLeast1 = 1
     reduction_factor: Annotated[int, Range(ge=2)] = 2
     max_t: AtLeast1 = 8
+    # A metric that orders trials whose search metric ties at a rung (null: ties go on).
+    tie_break: str | None = None
 
     def __post_init__(self) -> None:
         checked(self, "scheduler", SpaceError)
+        if self.tie_break is not None and self.tie_break not in METRICS:
+            raise SpaceError(f"scheduler.tie_break must be a metric training reports ({', '.join(METRICS)}) or "
+                             f"null, got {self.tie_break!r}{hint(self.tie_break, METRICS)}")
         if self.type not in SCHEDULERS:
             allowed = ", ".join(SCHEDULERS)
             raise SpaceError(f"scheduler.type must be one of {allowed}, got {self.type!r}{hint(self.type, SCHEDULERS)}")
@@ -241,6 +255,28 @@ class SearchSpace:
         names = [p.name for p in self.params]
         if not names or len(set(names)) != len(names):
             raise SpaceError("params: must be a non-empty set of distinct config keys")
+        if self.scheduler.tie_break == self.metric:
+            raise SpaceError(f"scheduler.tie_break must differ from metric ({self.metric}): it breaks its ties")
+
+    @property
+    def rung_metric(self) -> str:
+        """What ASHA compares at its rungs: the metric, or `rung_score` with a tie-break."""
+        return RUNG_SCORE if self.scheduler.tie_break else self.metric
+
+    @property
+    def rung(self) -> tuple[str, str, str] | None:
+        """(metric, tie-break, mode) for `with_rung_score` in a trial, or None."""
+        return (self.metric, self.scheduler.tie_break, self.mode) if self.scheduler.tie_break else None
+
+
+def with_rung_score(rung: tuple[str, str, str] | list | None, metrics: dict[str, float]) -> dict[str, float]:
+    """`metrics` plus `rung_score` = metric + TIE_WEIGHT x tie-break (minus, for mode min),
+    when `rung` (`SearchSpace.rung`) is given and both metrics were reported."""
+    if not rung or rung[0] not in metrics or rung[1] not in metrics:
+        return metrics
+    metric, tie, mode = rung
+    sign = 1.0 if mode == "max" else -1.0
+    return {**metrics, RUNG_SCORE: metrics[metric] + sign * TIE_WEIGHT * metrics[tie]}
 
 
 # ---------------------------------------------------------------------------

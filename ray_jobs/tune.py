@@ -41,10 +41,12 @@ def build_tuner(space: SearchSpace, name: str, storage: str, resume: bool, extra
                       sampler=optuna.samplers.TPESampler(seed=space.seed), study_name=name, storage=journal,
                       hrm_scheduler=space.scheduler)
     s, b = space.scheduler, space.budget
-    scheduler = ASHAScheduler(time_attr=s.time_attr, max_t=s.max_t, grace_period=s.grace_period,
-                              reduction_factor=s.reduction_factor) if s.type == "asha" else FIFOScheduler()
-    tune_config = tune.TuneConfig(metric=space.metric, mode=space.mode, search_alg=searcher, scheduler=scheduler,
-                                  num_samples=b.num_samples, max_concurrent_trials=b.max_concurrent_trials)
+    scheduler = ASHAScheduler(time_attr=s.time_attr, metric=space.rung_metric, mode=space.mode, max_t=s.max_t,
+                              grace_period=s.grace_period, reduction_factor=s.reduction_factor,
+                              ) if s.type == "asha" else FIFOScheduler()
+    # No metric here: the searcher optimises the space's metric, ASHA compares its rung metric.
+    tune_config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=b.num_samples,
+                                  max_concurrent_trials=b.max_concurrent_trials)
     # verbose=0: LiveTable is the table. Tune's loggers without its TensorBoard one, whose
     # start-up hint names a driver folder without our events (hrm writes the HParams).
     callbacks = [IndexCheckpoints(space, name, storage), LiveTable(space), CSVLoggerCallback(), JsonLoggerCallback(),

@@ -13,10 +13,12 @@ pytest.importorskip("ray")
 from benchmarks.early_stopping import histories, replay  # noqa: E402
 
 
-def _trial(folder, trial_id, start, curve, every=100):
+def _trial(folder, trial_id, start, curve, every=100, tokens=None):
     (folder / trial_id).mkdir()
-    rows = [{"trial_id": trial_id, "step": every * (i + 1), "pass@2": v, "timestamp": start + 10 * (i + 1),
-             "time_total_s": 10 * (i + 1)} for i, v in enumerate(curve)]
+    tokens = tokens or [0.5] * len(curve)
+    rows = [{"trial_id": trial_id, "step": every * (i + 1), "pass@2": v, "token_accuracy": tok,
+             "timestamp": start + 10 * (i + 1), "time_total_s": 10 * (i + 1)}
+            for i, (v, tok) in enumerate(zip(curve, tokens))]
     (folder / trial_id / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -40,3 +42,17 @@ def test_ties_at_zero_stop_nothing(tmp_path):
         _trial(tmp_path, name, 100 * i, [0.0, 0.1 * (i + 1), 0.2 * (i + 1)])
     r = replay(histories(tmp_path, "pass@2"), grace=100, rf=2, max_t=300, metric="pass@2", mode="max")
     assert r["rungs"] == [100, 200] and r["stopped"] == 0 and r["trial_steps"] == 4 * 300
+
+
+def test_a_tie_break_ranks_trials_tied_at_zero(tmp_path):
+    """With token accuracy breaking pass@2's ties, the first rung cuts the trials whose
+    tokens are worse than the leader's, and the winner is still chosen on pass@2."""
+    _trial(tmp_path, "a", 0, [0.0, 0.3, 0.6], tokens=[0.8, 0.9, 0.95])
+    _trial(tmp_path, "b", 100, [0.0, 0.1, 0.2], tokens=[0.6, 0.7, 0.8])
+    _trial(tmp_path, "c", 200, [0.0, 0.5, 0.9], tokens=[0.85, 0.95, 0.99])
+    _trial(tmp_path, "d", 300, [0.0, 0.0, 0.1], tokens=[0.5, 0.6, 0.7])
+    trials = histories(tmp_path, "pass@2", tie_break="token_accuracy")
+    r = replay(trials, grace=100, rf=2, max_t=300, metric="pass@2", mode="max")
+    # b and d are below the median token accuracy at step 100; a and c go on.
+    assert r["stopped"] == 2 and r["trial_steps"] == 300 + 100 + 300 + 100
+    assert (r["winner"], r["winner_metric"]) == ("c", 0.9)

@@ -134,6 +134,8 @@ P = "base: quickstart\nparams:\n  "
         ("scheduler: {grace_period: 5, max_t: 4}\n" + OK,
          ["scheduler.grace_period (5) must be <= scheduler.max_t (4)"]),
         ("scheduler: {reduction_factor: 1}\n" + OK, ["scheduler.reduction_factor must be >= 2"]),
+        ("scheduler: {tie_break: token_acc}\n" + OK, ["scheduler.tie_break must be a metric", "'token_accuracy'"]),
+        ("scheduler: {tie_break: pass@2}\n" + OK, ["scheduler.tie_break must differ from metric (pass@2)"]),
         ("budget: {num_samples: 0}\n" + OK, ["budget.num_samples must be >= 1"]),
         ("budget: {max_concurrent_trials: 0}\n" + OK, ["budget.max_concurrent_trials must be >= 1"]),
         ("budget: {num_workers: 0}\n" + OK, ["budget.num_workers must be >= 1"]),
@@ -196,6 +198,19 @@ def test_relative_base_resolves_against_the_space_folder(tmp_path, monkeypatch):
     bad = write(tmp_path / "spaces", "base: ../cfg/broken.yaml\n" + OK[16:], "s2.yaml")
     with pytest.raises(SpaceError, match=r"s2\.yaml: base: .*broken\.yaml: unknown key 'model\.hiden_size'"):
         load_space(str(bad))
+
+
+def test_rung_score_orders_by_metric_then_tie_break(tmp_path):
+    from hrm.search import RUNG_SCORE, with_rung_score
+
+    space = load_space(str(write(tmp_path, "scheduler: {tie_break: token_accuracy}\n" + OK, "s.yaml")))
+    assert space.rung_metric == RUNG_SCORE and space.rung == ("pass@2", "token_accuracy", "max")
+    score = lambda p2, tok: with_rung_score(space.rung, {"pass@2": p2, "token_accuracy": tok})[RUNG_SCORE]
+    assert score(0.0, 0.9) > score(0.0, 0.8)  # a tie on pass@2: tokens decide
+    assert score(0.001, 0.0) > score(0.0, 1.0)  # one question in a thousand outweighs every token
+    assert with_rung_score(("pass@2", "token_accuracy", "min"), {"pass@2": 0.0, "token_accuracy": 1.0})[RUNG_SCORE] < 0
+    assert with_rung_score(space.rung, {"pass@2": 0.5}) == {"pass@2": 0.5}  # a report without it: unchanged
+    assert load_space(str(write(tmp_path, OK, "plain.yaml"))).rung_metric == "pass@2"
 
 
 def test_total_rounds():
