@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hrm.config import load_config  # noqa: E402
 from hrm.evaluate import autocast  # noqa: E402
-from hrm.model import HRM, act_loss  # noqa: E402
+from hrm.model import act_loss, build_model  # noqa: E402
 
 TOLERANCE = {"bf16_loss_rel": 0.02, "bf16_argmax_agree": 0.98, "compile_loss_rel": {"float32": 1e-4, "bfloat16": 2e-2},
              "compile_grad_rel": {"float32": 1e-3, "bfloat16": 5e-2}}
@@ -44,13 +44,13 @@ TOLERANCE = {"bf16_loss_rel": 0.02, "bf16_argmax_agree": 0.98, "compile_loss_rel
 def _model_and_batch(cfg, batch: int, device: torch.device, seed: int = 0):
     torch.manual_seed(seed)
     vocab, seq = cfg.data.sudoku.size + 2, cfg.data.sudoku.size ** 2
-    model = HRM(cfg.model, vocab_size=vocab, seq_len=seq, num_puzzle_ids=1).to(device).train()
+    model = build_model(cfg, {"vocab_size": vocab, "seq_len": seq, "num_puzzle_ids": 1}).to(device).train()
     inputs = torch.randint(1, vocab, (batch, seq), device=device)
     labels = torch.randint(2, vocab, (batch, seq), device=device)
     return model, (inputs, labels, torch.zeros(batch, dtype=torch.long, device=device))
 
 
-def _segment_loss(model: HRM, batch, device: torch.device, dtype: torch.dtype):
+def _segment_loss(model, batch, device: torch.device, dtype: torch.dtype):
     """One ACT segment from a fresh carry: (loss, token logits), exploration draws seeded."""
     carry = model.reset_halted(model.initial_carry(*batch))
     torch.manual_seed(1)

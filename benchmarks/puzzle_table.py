@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from hrm.model.hrm import PuzzleEmbedding
+from hrm.model.act import PuzzleEmbedding
 from hrm.optim import SparseSignSGD
 
 

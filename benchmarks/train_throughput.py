@@ -32,7 +32,7 @@ import torch
 from hrm.config import load_config
 from hrm.data.build import task_spec
 from hrm.evaluate import autocast
-from hrm.model import HRM, act_loss, flops_per_segment
+from hrm.model import act_loss, build_model, flops_per_segment, segment_flops
 from hrm.optim import AdamATan2, SparseSignSGD
 from hrm.train import cpu_has_bf16
 
@@ -81,9 +81,8 @@ def roofline(cfg, batch: int, seq_len: int, vocab: int, dtype: torch.dtype, devi
     forward = [(1, T, k, n) for k, n in weights] + attention
     backward = [(1, T, n, k) for k, n in weights] + [(1, k, T, n) for k, n in weights] + attention * 2
     fwd, bwd = _rate(forward, dtype, device, reps), _rate(backward, dtype, device, reps)
-    total, train_fwd = flops_per_segment(cfg, seq_len, vocab), flops_per_segment(cfg, seq_len, vocab, training=False)
-    # a segment's backward is 2x the forward of its last L and H call (and head); the rest is forward
-    backward_flops = total - train_fwd * (2 if cfg.halt_max_steps > 1 else 1)
+    parts = segment_flops(cfg, seq_len, vocab)
+    total, backward_flops = sum(parts.values()), parts["backward"]
     mix = total / ((total - backward_flops) / fwd + backward_flops / bwd)
     return {"shapes": f"T={T} D={D} W={W} V={vocab} heads={h} S={S}", "forward_gflops": fwd / 1e9,
             "backward_gflops": bwd / 1e9, "gflops": mix / 1e9}
@@ -103,7 +102,7 @@ def measure(cfg, batch: int, steps: int, warmup: int, device: torch.device, dtyp
     """Time `steps` training segments after `warmup` ones; the result `main` prints."""
     spec = task_spec(cfg.data)
     torch.manual_seed(0)
-    model = HRM(cfg.model, vocab_size=spec.vocab_size, seq_len=spec.seq_len, num_puzzle_ids=spec.num_puzzle_ids)
+    model = build_model(cfg, {"vocab_size": spec.vocab_size, "seq_len": spec.seq_len, "num_puzzle_ids": spec.num_puzzle_ids})
     model = model.to(device).train()
     if compile_segment:
         model.recurrence = torch.compile(model.recurrence)

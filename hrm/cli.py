@@ -49,11 +49,11 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def _cmd_model_info(args: argparse.Namespace) -> int:
     from hrm.data.build import task_spec
-    from hrm.model import HRM, count_parameters, flops_per_segment
+    from hrm.model import build_model, count_parameters, flops_per_segment
 
     cfg = load_config(args.config, args.set)
     spec = task_spec(cfg.data)
-    model = HRM(cfg.model, vocab_size=spec.vocab_size, seq_len=spec.seq_len, num_puzzle_ids=spec.num_puzzle_ids)
+    model = build_model(cfg, {"vocab_size": spec.vocab_size, "seq_len": spec.seq_len, "num_puzzle_ids": spec.num_puzzle_ids})
     info = {
         "arch": cfg.model.arch,
         "parameters": count_parameters(model),

@@ -87,9 +87,36 @@ def checked(obj: Any, section: str, error: type[ConfigError] = ConfigError) -> N
             raise error(f"{section}.{name} must be {why}, got {v:g}")
 
 
+# The family-specific model keys and the families that use them (hrm.model: HRM, TRM, the
+# plain transformer). TRM reads H_cycles as its T recursions, L_cycles as its n latent
+# updates and L_layers as the depth of its one network; the transformer is one stack of
+# H_layers + L_layers blocks (HRM's parameters exactly). Every other model key is shared.
+ARCHS = ("hrm", "trm", "transformer")
+FAMILY_KEYS = {
+    "H_layers": ("hrm", "transformer"),
+    "L_layers": ("hrm", "trm", "transformer"),
+    "H_cycles": ("hrm", "trm"),
+    "L_cycles": ("hrm", "trm"),
+    "gradient": ("hrm", "trm"),
+}
+
+
+def arch_misfit(arch: Any, keys: Any, where: str = "model.") -> str | None:
+    """Why one of `keys` (model keys someone set) does not apply to `arch`, or None."""
+    for key in keys:
+        users = FAMILY_KEYS.get(key)
+        if arch in ARCHS and users is not None and arch not in users:
+            uses = [k for k, fams in FAMILY_KEYS.items() if arch in fams]
+            return (f"{where}{key} does not apply to model.arch '{arch}' (it is used by {', '.join(users)}; "
+                    f"'{arch}' uses {', '.join(uses) or 'none of ' + ', '.join(FAMILY_KEYS)})")
+    return None
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    arch: Literal["hrm"] = "hrm"
+    # The family (hrm.model.FAMILIES): HRM, TRM (one small recursive network) or a plain
+    # transformer in the same ACT loop. FAMILY_KEYS lists the keys only some families use.
+    arch: Literal[ARCHS] = "hrm"
     hidden_size: AtLeast1 = 512
     num_heads: AtLeast1 = 8
     expansion: Annotated[float, Range(gt=0)] = 4.0
@@ -107,6 +134,16 @@ class ModelConfig:
     rms_norm_eps: Annotated[float, Range(gt=0)] = 1e-5
     puzzle_emb: bool = True
     loss: Literal["stablemax", "softmax"] = "stablemax"
+    # Token mixing in every block: attention, or (TRM's option for fixed-size grids) an MLP
+    # across the sequence axis, which holds the positions itself (RoPE is then not applied).
+    mixer: Literal["attention", "mlp"] = "attention"
+    # Which updates of a segment are differentiated: one_step = the last L and H update
+    # (HRM's approximation), last_recursion = the whole last H cycle / TRM recursion (its
+    # n+1 calls); auto = the family's published choice (HRM one_step, TRM last_recursion).
+    gradient: Literal["auto", "one_step", "last_recursion"] = "auto"
+    # ACT halting in training; false: every slot runs halt_max_steps segments (the Q head is
+    # still trained on correctness, with no continue target and no extra Q segment).
+    act: bool = True
 
     def __post_init__(self) -> None:
         checked(self, "model")
@@ -120,6 +157,12 @@ class ModelConfig:
     @property
     def eval_steps(self) -> int:
         return self.eval_halt_max_steps or self.halt_max_steps
+
+    @property
+    def gradient_mode(self) -> str:
+        if self.gradient != "auto":
+            return self.gradient
+        return "last_recursion" if self.arch == "trm" else "one_step"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -541,11 +584,23 @@ def read_yaml(path: str | Path, label: str | None = None,
 
 
 def load_config(spec: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Load a YAML config (file path or shipped name) with `key=value` overrides."""
+    """Load a YAML config (file path or shipped name) with `key=value` overrides.
+
+    A family-specific model key (FAMILY_KEYS) that the file or an override sets for a
+    family that does not use it is an error; keys a file set for its own family and an
+    override switches away from (`--set model.arch=trm` on an HRM config) are left
+    unused, as the file was written for another family."""
     path = resolve_config_path(str(spec))
     raw = read_yaml(path)
     try:
-        return from_dict(apply_overrides(raw, list(overrides)))
+        cfg = from_dict(apply_overrides(raw, list(overrides)))
+        model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
+        why = arch_misfit(model.get("arch", "hrm"), model)
+        set_keys = [parse_override(o)[0] for o in overrides]
+        why = why or arch_misfit(cfg.model.arch, [k[1] for k in set_keys if len(k) == 2 and k[0] == "model"])
+        if why:
+            raise ConfigError(why)
+        return cfg
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 

@@ -36,7 +36,7 @@ import torch.distributed as dist
 from hrm import tasks
 from hrm.config import ConfigError
 from hrm.data.loader import Split
-from hrm.model.hrm import HRM
+from hrm.model.act import Recurrent
 from hrm.model.losses import IGNORE_LABEL
 
 
@@ -47,7 +47,7 @@ def autocast(device: torch.device, dtype: torch.dtype):
 
 
 @torch.no_grad()
-def predict(model: HRM, batch: dict[str, torch.Tensor], steps: int | None = None) -> dict[str, torch.Tensor]:
+def predict(model: Recurrent, batch: dict[str, torch.Tensor], steps: int | None = None) -> dict[str, torch.Tensor]:
     """Run a fresh carry for `steps` segments (default: eval Mmax); last outputs."""
     was_training = model.training
     model.eval()
@@ -57,7 +57,7 @@ def predict(model: HRM, batch: dict[str, torch.Tensor], steps: int | None = None
     out: dict[str, torch.Tensor] = {}
     for s in range(1, steps + 1):
         carry, out = model(carry)
-        first = (out["q_halt"] > out["q_continue"]) & (halt_step == steps) & (s < steps)
+        first = model.wants_halt(out) & (halt_step == steps) & (s < steps)
         halt_step = torch.where(first, torch.full_like(halt_step, s), halt_step)
     model.train(was_training)
     return {"preds": out["logits"].argmax(-1), "q_halt": out["q_halt"], "halt_step": halt_step}
@@ -333,7 +333,7 @@ def _shard(question_task: np.ndarray, rank: int, world: int) -> np.ndarray:
 
 
 def run_eval(
-    model: HRM,
+    model: Recurrent,
     split: Split,
     *,
     batch_size: int,

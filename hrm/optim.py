@@ -17,7 +17,7 @@ import math
 import torch
 import torch.distributed as dist
 
-from hrm.model.hrm import PuzzleEmbedding
+from hrm.model.act import PuzzleEmbedding
 
 
 class AdamATan2(torch.optim.Optimizer):

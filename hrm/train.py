@@ -31,7 +31,7 @@ from hrm.data.build import ensure_dataset
 from hrm.data.loader import SampleStream, Split
 from hrm.evaluate import autocast, run_eval
 from hrm.model import build_model
-from hrm.model.hrm import HRM, Carry
+from hrm.model import Carry, Recurrent
 from hrm.model.losses import act_loss
 from hrm.optim import AdamATan2, SparseSignSGD, lr_at
 from hrm.remote import Mirror
@@ -128,7 +128,7 @@ def _all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
 class TrainState:
     cfg: Config
     rt: Runtime
-    model: HRM
+    model: Recurrent
     optimizer: AdamATan2
     puzzle_optimizer: SparseSignSGD | None
     stream: SampleStream
@@ -158,7 +158,7 @@ def init_state(cfg: Config, rt: Runtime, train_split: Split) -> TrainState:
     model = build_model(cfg, train_split.meta).to(rt.device)
     if rt.compile:
         # Compile the segment's recurrence (the hot path); the puzzle-row lookup and the
-        # ACT bookkeeping stay eager (hrm.model.hrm.HRM.segment says why).
+        # ACT bookkeeping stay eager (hrm.model.act.Recurrent.segment says why).
         model.recurrence = torch.compile(model.recurrence)
     o = cfg.optim
     optimizer = AdamATan2(model.parameters(), lr=0.0, betas=o.betas, weight_decay=o.weight_decay)

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from hrm.model.hrm import PuzzleEmbedding
+from hrm.model.act import PuzzleEmbedding
 from hrm.model.losses import act_loss, softmax_cross_entropy, stablemax_cross_entropy
 from hrm.optim import AdamATan2, SparseSignSGD, lr_at
 

@@ -8,7 +8,10 @@ Design choices (all from the published HRM):
   (flash / memory-efficient kernels on GPU), except for short sequences on the CPU
   (`attention` says why);
 - the MLP is SwiGLU with a fused gate/up projection, inner width
-  round(expansion * hidden * 2/3) rounded up to a multiple of 256.
+  round(expansion * hidden * 2/3) rounded up to a multiple of 256;
+- `mixer: mlp` (TRM's option for fixed-size grids) mixes tokens with a SwiGLU over the
+  sequence axis instead of attention, in the same post-norm residual (MLP-Mixer style);
+  positions are then in its weights, so RoPE is not applied.
 """
 
 from __future__ import annotations
@@ -130,10 +133,23 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(gate) * up)
 
 
-class Block(nn.Module):
-    def __init__(self, hidden: int, num_heads: int, expansion: float, eps: float):
+class TokenMixer(nn.Module):
+    """SwiGLU across the sequence axis (one weight per position pair): TRM's `mixer: mlp`."""
+
+    def __init__(self, seq_len: int, expansion: float):
         super().__init__()
-        self.attn = Attention(hidden, num_heads)
+        self.mlp = SwiGLU(seq_len, expansion)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        return self.mlp(x.transpose(1, 2)).transpose(1, 2)
+
+
+class Block(nn.Module):
+    def __init__(self, hidden: int, num_heads: int, expansion: float, eps: float, mixer: str = "attention",
+                 seq_len: int | None = None):
+        super().__init__()
+        # `attn` for both mixers keeps the state-dict names of attention models unchanged
+        self.attn = Attention(hidden, num_heads) if mixer == "attention" else TokenMixer(seq_len, expansion)
         self.mlp = SwiGLU(hidden, expansion)
         self.eps = eps
 
@@ -143,11 +159,13 @@ class Block(nn.Module):
 
 
 class ReasoningModule(nn.Module):
-    """A stack of blocks applied to (state + injection): one H or L update."""
+    """A stack of blocks applied to (state + injection): one H or L update (TRM: its one network)."""
 
-    def __init__(self, num_layers: int, hidden: int, num_heads: int, expansion: float, eps: float):
+    def __init__(self, num_layers: int, hidden: int, num_heads: int, expansion: float, eps: float,
+                 mixer: str = "attention", seq_len: int | None = None):
         super().__init__()
-        self.layers = nn.ModuleList(Block(hidden, num_heads, expansion, eps) for _ in range(num_layers))
+        self.layers = nn.ModuleList(Block(hidden, num_heads, expansion, eps, mixer, seq_len)
+                                    for _ in range(num_layers))
 
     def forward(
         self, state: torch.Tensor, injection: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None
