@@ -291,6 +291,9 @@ class TrainConfig:
     # float32 elsewhere; compile auto: on for CUDA only (hrm.train.auto_dtype).
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     compile: Literal["auto", "on", "off"] = "auto"
+    # Exponential moving average of the weights (e.g. 0.999, TRM's); evaluation uses it and
+    # checkpoints store it as the model (hrm.optim.EMA). null: off, as in HRM.
+    ema: Annotated[float | None, Range(gt=0, lt=1)] = None
     out_dir: str = "runs/default"
     tensorboard: bool = True
 

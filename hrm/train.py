@@ -14,6 +14,7 @@ the same math as one process with the same global batch.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -33,7 +34,7 @@ from hrm.evaluate import autocast, run_eval
 from hrm.model import build_model
 from hrm.model import Carry, Recurrent
 from hrm.model.losses import act_loss
-from hrm.optim import AdamATan2, SparseSignSGD, lr_at
+from hrm.optim import EMA, AdamATan2, SparseSignSGD, lr_at
 from hrm.remote import Mirror
 from hrm.runlog import MIRROR_S, RunLog, print_flushed
 
@@ -135,6 +136,7 @@ class TrainState:
     carry: Carry
     total_steps: int
     task: dict[str, int]
+    ema: EMA | None = None
     step: int = 0
     eval_round: int = 0
 
@@ -173,7 +175,9 @@ def init_state(cfg: Config, rt: Runtime, train_split: Split) -> TrainState:
     zeros = torch.zeros(B, seq, dtype=torch.int64, device=rt.device)
     carry = model.initial_carry(zeros, zeros.clone(), torch.zeros(B, dtype=torch.int64, device=rt.device))
     task = {k: int(train_split.meta[k]) for k in ("vocab_size", "seq_len", "num_puzzle_ids")}
-    return TrainState(cfg, rt, model, optimizer, puzzle_optimizer, stream, carry, total_steps(cfg, train_split), task)
+    ema = EMA(model, cfg.train.ema) if cfg.train.ema else None
+    return TrainState(cfg, rt, model, optimizer, puzzle_optimizer, stream, carry, total_steps(cfg, train_split), task,
+                      ema)
 
 
 # ---------------------------------------------------------------------------
@@ -214,6 +218,8 @@ def train_step(state: TrainState) -> dict[str, torch.Tensor]:
     if state.puzzle_optimizer is not None:
         state.puzzle_optimizer.step()
         state.puzzle_optimizer.zero_grad()
+    if state.ema is not None:
+        state.ema.update()
     state.carry = carry
 
     halted = carry.halted
@@ -280,7 +286,7 @@ def save_checkpoint(state: TrainState, out_dir: str | Path, metrics: dict[str, f
     if not state.rt.is_main:
         return None
     payload = {
-        "model": state.model.state_dict(),
+        **_weights(state),
         "optimizer": state.optimizer.state_dict(),
         "step": state.step,
         "eval_round": state.eval_round,
@@ -296,8 +302,27 @@ def save_checkpoint(state: TrainState, out_dir: str | Path, metrics: dict[str, f
     )
 
 
+def _weights(state: TrainState) -> dict[str, Any]:
+    """The checkpoint's weights: "model" is what evaluation uses (the EMA of the parameters
+    when train.ema is on, with the live buffers), "live_params" the parameters training goes
+    on from (only with an EMA)."""
+    if state.ema is None:
+        return {"model": state.model.state_dict()}
+    names = [n for n, _ in state.model.named_parameters()]
+    averaged = dict(zip(names, state.ema.shadow))
+    model = {k: averaged.get(k, v) for k, v in state.model.state_dict().items()}
+    return {"model": model, "live_params": dict(zip(names, state.ema.params)), "ema_updates": state.ema.updates}
+
+
 def restore(state: TrainState, payload: dict[str, Any]) -> None:
     state.model.load_state_dict(payload["model"])
+    if "live_params" in payload:  # "model" held the average: the parameters come next
+        with torch.no_grad():
+            if state.ema is not None:
+                state.ema.shadow = [p.detach().clone() for p in state.ema.params]
+                state.ema.updates = payload["ema_updates"]
+            for name, p in state.model.named_parameters():
+                p.copy_(payload["live_params"][name])
     state.optimizer.load_state_dict(payload["optimizer"])
     state.step = payload["step"]
     state.eval_round = payload["eval_round"]
@@ -398,11 +423,12 @@ def _eval_round(state: TrainState, test_split: Split, run: RunLog) -> dict[str, 
     """One evaluation round: metrics (with step, round, epoch) logged, pictures drawn."""
     t, start = state.cfg.train, time.monotonic()
     state.eval_round += 1
-    result = run_eval(
-        state.model, test_split, batch_size=t.eval_batch_size or state.local_batch, limit=t.eval_samples,
-        views=t.eval_views, device=state.rt.device, dtype=state.rt.dtype,
-        keep_examples=_IMAGES_PER_EVAL if run.writer is not None else 0,
-    )
+    with state.ema.applied() if state.ema is not None else contextlib.nullcontext():  # evaluation uses the EMA
+        result = run_eval(
+            state.model, test_split, batch_size=t.eval_batch_size or state.local_batch, limit=t.eval_samples,
+            views=t.eval_views, device=state.rt.device, dtype=state.rt.dtype,
+            keep_examples=_IMAGES_PER_EVAL if run.writer is not None else 0,
+        )
     metrics = dict(result.metrics, step=state.step, eval_round=state.eval_round, epoch=state.stream.epoch)
     run.say(
         f"[eval] step {state.step} round {state.eval_round}: exact {metrics['exact_accuracy']:.4f} "

@@ -71,12 +71,14 @@ def test_golden_losses_catch_numeric_drift(tmp_path, tiny_config):
     assert losses == pytest.approx(want, rel=2e-4)
 
 
-def test_resume_continues_bit_for_bit(tmp_path, tiny_config):
-    full = tiny_config(tmp_path / "a")
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_resume_continues_bit_for_bit(tmp_path, tiny_config, ema):
+    extra = {"ema": ema} if ema else {}  # with an EMA, the average and the live weights both resume
+    full = tiny_config(tmp_path / "a", **extra)
     train(full, log=lambda _m: None)
     want = history(tmp_path / "a" / "run")
 
-    cut = tiny_config(tmp_path / "b")
+    cut = tiny_config(tmp_path / "b", **extra)
 
     class Stop(Exception):
         pass
@@ -98,6 +100,33 @@ def test_resume_continues_bit_for_bit(tmp_path, tiny_config):
         for key in ("loss/total", "loss/lm", "loss/q_halt", "loss/q_continue", "train/exact_accuracy"):
             assert a[key] == b[key], (a["step"], key)
     assert history(run_b, "eval")[-1]["exact_accuracy"] == history(tmp_path / "a" / "run", "eval")[-1]["exact_accuracy"]
+    assert history(run_b, "eval")[-1]["token_accuracy"] == history(tmp_path / "a" / "run", "eval")[-1]["token_accuracy"]
+
+
+def test_ema_weights_are_what_evaluation_uses_and_checkpoints_store(tmp_path, tiny_config):
+    from hrm.checkpoint import load_checkpoint
+    from hrm.evaluate import evaluate_checkpoint, predict
+
+    reports = []
+    train(tiny_config(tmp_path, ema=0.9), log=lambda _m: None, report=lambda m, c: reports.append((m, c)))
+    metrics, ckpt = reports[-1]
+    payload = load_checkpoint(ckpt)
+    averaged, live = payload["model"], payload["live_params"]
+    assert set(live) < set(averaged) and payload["ema_updates"] == 20
+    assert all(not torch.equal(averaged[n], live[n]) for n in live if "q_head" not in n)
+    # A loaded checkpoint is the average: the model evaluation loads ...
+    model, cfg, _ = load_model(ckpt)
+    assert all(torch.equal(p, averaged[n]) for n, p in model.named_parameters())
+    # ... and evaluating it gives exactly what training reported at that step.
+    result, split = evaluate_checkpoint(ckpt, batch_size=32)
+    for key in ("exact_accuracy", "token_accuracy", "q_halt_accuracy", "pass@2"):
+        assert result.metrics[key] == pytest.approx(metrics[key]), key
+    # The live weights are another model: its Q head answers differently.
+    b = {k: torch.from_numpy(split.columns[c][:8].astype("int64"))
+         for k, c in (("inputs", "inputs"), ("labels", "labels"), ("puzzle_ids", "puzzle_id"))}
+    q_avg = predict(model, b)["q_halt"]
+    model.load_state_dict({**averaged, **live})
+    assert not torch.allclose(q_avg, predict(model, b)["q_halt"])
 
 
 def test_resume_from_a_checkpoint_folder_elsewhere(tmp_path, tiny_config):
