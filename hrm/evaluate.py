@@ -47,20 +47,29 @@ def autocast(device: torch.device, dtype: torch.dtype):
 
 
 @torch.no_grad()
-def predict(model: Recurrent, batch: dict[str, torch.Tensor], steps: int | None = None) -> dict[str, torch.Tensor]:
-    """Run a fresh carry for `steps` segments (default: eval Mmax); last outputs."""
+def predict_at(model: Recurrent, batch: dict[str, torch.Tensor], steps: list[int]) -> dict[int, dict[str, torch.Tensor]]:
+    """Run a fresh carry for max(steps) segments and keep the outputs after each of `steps`:
+    {s: preds, q_halt, halt_step}, halt_step being the first segment < s where the Q head
+    chose to halt (s if none). One pass serves every s (inference-time scaling)."""
     was_training = model.training
     model.eval()
-    steps = steps or model.cfg.eval_steps
     carry = model.reset_halted(model.initial_carry(batch["inputs"], batch["labels"], batch["puzzle_ids"]))
-    halt_step = torch.full_like(carry.steps, steps)
-    out: dict[str, torch.Tensor] = {}
-    for s in range(1, steps + 1):
+    first_halt = torch.full_like(carry.steps, max(steps) + 1)
+    kept: dict[int, dict[str, torch.Tensor]] = {}
+    for s in range(1, max(steps) + 1):
         carry, out = model(carry)
-        first = model.wants_halt(out) & (halt_step == steps) & (s < steps)
-        halt_step = torch.where(first, torch.full_like(halt_step, s), halt_step)
+        if s in steps:
+            halt_step = torch.where(first_halt < s, first_halt, torch.full_like(first_halt, s))
+            kept[s] = {"preds": out["logits"].argmax(-1), "q_halt": out["q_halt"], "halt_step": halt_step}
+        first_halt = torch.where(model.wants_halt(out) & (first_halt > s), torch.full_like(first_halt, s), first_halt)
     model.train(was_training)
-    return {"preds": out["logits"].argmax(-1), "q_halt": out["q_halt"], "halt_step": halt_step}
+    return kept
+
+
+def predict(model: Recurrent, batch: dict[str, torch.Tensor], steps: int | None = None) -> dict[str, torch.Tensor]:
+    """Run a fresh carry for `steps` segments (default: eval Mmax); last outputs."""
+    steps = steps or model.cfg.eval_steps
+    return predict_at(model, batch, [steps])[steps]
 
 
 # ---------------------------------------------------------------------------
@@ -333,7 +342,7 @@ def _shard(question_task: np.ndarray, rank: int, world: int) -> np.ndarray:
 
 
 def run_eval(
-    model: Recurrent,
+    model: Recurrent | list[Recurrent],
     split: Split,
     *,
     batch_size: int,
@@ -344,7 +353,30 @@ def run_eval(
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
     keep_examples: int = 0,
+    steps: int | None = None,
 ) -> EvalResult:
+    """Evaluate one model, or an ensemble (a list: every member's every view is a vote), at
+    `steps` segments (default: each model's eval Mmax)."""
+    return run_eval_at(model, split, [steps], batch_size=batch_size, limit=limit, views=views, ks=ks, device=device,
+                       dtype=dtype, seed=seed, keep_examples=keep_examples)[steps]
+
+
+def run_eval_at(
+    model: Recurrent | list[Recurrent],
+    split: Split,
+    steps: list[int | None],
+    *,
+    batch_size: int,
+    limit: int = 0,
+    views: int = 1,
+    ks: tuple[int, ...] = (1, 2),
+    device: torch.device = torch.device("cpu"),
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+    keep_examples: int = 0,
+) -> dict[int | None, EvalResult]:
+    """`run_eval` at each of several Mmax values in one pass of max(steps) segments."""
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     te = task_eval(split)
     qt_all = te.question_task()
@@ -355,23 +387,48 @@ def run_eval(
     ks = tuple(sorted(set(ks) | {1, 2}))
     v = te.views(questions, views, seed)
     M = len(v.question)
-    preds = np.zeros_like(v.labels)
-    q_halt = np.zeros(M, dtype=np.float32)
-    halt_step = np.zeros(M, dtype=np.float64)
-    with autocast(device, dtype):
-        for start in range(0, M, batch_size):
-            sl = slice(start, start + batch_size)
-            batch = {
-                "inputs": torch.from_numpy(v.inputs[sl].astype(np.int64)).to(device),
-                "labels": torch.from_numpy(v.labels[sl].astype(np.int64)).to(device),
-                "puzzle_ids": torch.from_numpy(v.puzzle_ids[sl].astype(np.int64)).to(device),
-            }
-            out = predict(model, batch)
-            preds[sl] = out["preds"].cpu().numpy()
-            q_halt[sl] = out["q_halt"].float().cpu().numpy()
-            halt_step[sl] = out["halt_step"].cpu().numpy()
+    per_step: dict[int | None, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {s: [] for s in steps}
+    for member in models:
+        want = {s: s or member.cfg.eval_steps for s in steps}
+        preds = {s: np.zeros_like(v.labels) for s in steps}
+        q_halt = {s: np.zeros(M, dtype=np.float32) for s in steps}
+        halt_step = {s: np.zeros(M, dtype=np.float64) for s in steps}
+        with autocast(device, dtype):
+            for start in range(0, M, batch_size):
+                sl = slice(start, start + batch_size)
+                batch = {
+                    "inputs": torch.from_numpy(v.inputs[sl].astype(np.int64)).to(device),
+                    "labels": torch.from_numpy(v.labels[sl].astype(np.int64)).to(device),
+                    "puzzle_ids": torch.from_numpy(v.puzzle_ids[sl].astype(np.int64)).to(device),
+                }
+                out = predict_at(member, batch, sorted(set(want.values())))
+                for s in steps:
+                    o = out[want[s]]
+                    preds[s][sl] = o["preds"].cpu().numpy()
+                    q_halt[s][sl] = o["q_halt"].float().cpu().numpy()
+                    halt_step[s][sl] = o["halt_step"].cpu().numpy()
+        for s in steps:
+            per_step[s].append((preds[s], q_halt[s], halt_step[s]))
+    votes = _members(v, len(models))
+    results = {}
+    for s in steps:
+        preds, q_halt, halt_step = (np.concatenate(parts) for parts in zip(*per_step[s]))
+        result = score_views(te, votes, questions, preds, q_halt, halt_step, ks, views, keep_examples, device)
+        if len(models) > 1:
+            result.metrics["ensemble_members"] = float(len(models))
+        results[s] = result
+    return results
 
-    return score_views(te, v, questions, preds, q_halt, halt_step, ks, views, keep_examples, device)
+
+def _members(v: Views, n: int) -> Views:
+    """The views of `n` ensemble members, member after member: each (member, view) votes
+    once; member 0's un-augmented view is the one `exact_accuracy` reads."""
+    if n == 1:
+        return v
+    return Views(inputs=np.concatenate([v.inputs] * n), labels=np.concatenate([v.labels] * n),
+                 puzzle_ids=np.concatenate([v.puzzle_ids] * n), question=np.tile(v.question, n),
+                 view=np.tile(v.view, n), aug=np.concatenate([v.aug] * n), question_task=v.question_task,
+                 task_names=v.task_names)
 
 
 def score_views(
@@ -451,26 +508,50 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 def evaluate_checkpoint(
-    path: str | Path, *, data: str | Path | None = None, split: str = "test", device: str = "cpu",
-    verified: bool = False, **options: Any,
+    path: str | Path | list[str | Path], *, data: str | Path | None = None, split: str = "test", device: str = "cpu",
+    verified: bool = False, mmax: int | None = None, **options: Any,
 ) -> tuple[EvalResult, Split]:
-    """Load a checkpoint folder (checked against its manifest unless `verified`) and
-    `run_eval` it on its config's dataset (or `data`); `options` go to run_eval (views, ks,
-    limit, batch_size, keep_examples)."""
-    from hrm.checkpoint import load_model
+    """Load a checkpoint folder, or several as an ensemble (each checked against its manifest
+    unless `verified`), and `run_eval` on the first one's dataset (or `data`), at `mmax`
+    segments (default: each checkpoint's eval Mmax); `options` go to run_eval (views, ks,
+    limit, batch_size, keep_examples). An ensemble's checkpoints must share one task and
+    dataset shape (vocabulary, sequence length, puzzle ids)."""
     from hrm.data.build import ensure_dataset
 
     dev = torch.device(device)
-    model, cfg, payload = load_model(path, device=dev, verified=verified)
+    models, cfg = load_members(path if isinstance(path, (list, tuple)) else [path], dev, verified)
     folder = Path(data) if data else ensure_dataset(cfg.data)
     data_split = Split.load(folder, split)
-    meta, want = data_split.meta, (payload["task"], model.vocab_size, model.seq_len)
-    if (meta["task"], meta["vocab_size"], meta["seq_len"]) != (cfg.data.task, *want[1:]):
+    meta, model = data_split.meta, models[0]
+    if (meta["task"], meta["vocab_size"], meta["seq_len"]) != (cfg.data.task, model.vocab_size, model.seq_len):
         raise ConfigError(f"dataset {folder}: {meta['task']} with vocabulary {meta['vocab_size']} and sequence length "
-                          f"{meta['seq_len']}; the checkpoint's model is {cfg.data.task} with {want[1]} and {want[2]}")
+                          f"{meta['seq_len']}; the checkpoint's model is {cfg.data.task} with {model.vocab_size} and "
+                          f"{model.seq_len}")
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     options.setdefault("batch_size", 256)
-    return run_eval(model, data_split, device=dev, dtype=dtype, **options), data_split
+    return run_eval(models, data_split, device=dev, dtype=dtype, steps=mmax, **options), data_split
+
+
+def load_members(paths: list[str | Path], device: torch.device, verified: bool = False):
+    """(models, the first one's config) of checkpoint folders that can vote together, else
+    one ConfigError line naming the first checkpoint that does not fit."""
+    from hrm.checkpoint import load_model
+
+    models, shapes, cfg = [], [], None
+    for path in paths:
+        model, member_cfg, payload = load_model(path, device=device, verified=verified)
+        task = payload["task"]
+        shape = (member_cfg.data.task, task["vocab_size"], task["seq_len"], task["num_puzzle_ids"])
+        if shapes and shape != shapes[0]:
+            def show(s):
+                return f"{s[0]} (vocabulary {s[1]}, sequence length {s[2]}, {s[3]} puzzle ids)"
+
+            raise ConfigError(f"ensemble: {path} is a model of {show(shape)} but {paths[0]} of {show(shapes[0])}: "
+                              "an ensemble's checkpoints must come from one task and dataset")
+        models.append(model)
+        shapes.append(shape)
+        cfg = cfg or member_cfg
+    return models, cfg
 
 
 def result_files(result: EvalResult, split: Split) -> dict[str, Any]:

@@ -42,7 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from hrm.config import (
+    FAMILY_KEYS,
     ConfigError,
+    arch_misfit,
     build,
     builtin_config_path,
     builtin_configs,
@@ -128,6 +130,7 @@ def _load(file: Path, src: str, raw: dict[str, Any]) -> SearchSpace:
             raise ConfigError(f"params.{name}: is also fixed in overrides; keep one of the two")
         params.append(_param(name, raw["params"][name], params, names[i + 1:], base_dict))
 
+    _check_families(params, fixed, base_dict)
     space = SearchSpace(source=src, base=str(base_path), overrides=tuple(fixed), params=tuple(params),
                         base_config=base_config, **top, **sections)
     _check_rounds(space, base_dict)
@@ -334,6 +337,33 @@ def _when(name: str, raw: Any, earlier: list[Param], later: list[str], base: dic
                     raise ConfigError(f"{ckey}: {v!r} is not a value params.{ref} can take ({p.describe()})")
         out.append((ref, canon))
     return tuple(out)
+
+
+def _check_families(params: list[Param], fixed: list[tuple[str, Any]], base: dict[str, Any]) -> None:
+    """A family-specific model key (hrm.config.FAMILY_KEYS) that the space sets, fixed or
+    sampled, must apply to every family its trials can have: the arch param's choices
+    (narrowed by the param's own `when` on model.arch), else the base's arch."""
+    arch = next((p for p in params if p.name == "model.arch"), None)
+    every = arch.choices if arch is not None else (base["model"]["arch"],)
+    for key, _ in fixed:
+        why = arch_misfit_any(every, key)
+        if why:
+            raise ConfigError(f"overrides.{key}: {why}; set it in params with when: {{model.arch: [...]}}")
+    for p in params:
+        archs = dict(p.when).get("model.arch", every)
+        why = arch_misfit_any(archs, p.name)
+        if why:
+            users = [a for a in archs if a in FAMILY_KEYS[p.name.split(".", 1)[1]]]
+            fix = f"sample it only where it applies (when: {{model.arch: [{', '.join(users)}]}})" if users \
+                else "no family of this space uses it: remove it"
+            raise ConfigError(f"params.{p.name}: {why}; {fix}")
+
+
+def arch_misfit_any(archs: Any, key: str) -> str | None:
+    section, _, name = key.partition(".")
+    if section != "model":
+        return None
+    return next((why for a in archs if (why := arch_misfit(a, [name]))), None)
 
 
 def _check_rounds(space: SearchSpace, base: dict[str, Any]) -> None:

@@ -71,3 +71,48 @@ def test_one_view_pass_at_1_equals_exact_and_more_views_vote(sudoku_test_split, 
     assert four.metrics["pass@2"] >= four.metrics["pass@1"]
     limited = run_eval(model, sudoku_test_split, batch_size=64, views=1, limit=7)
     assert limited.metrics["eval_questions"] == 7
+
+
+def _member(tiny, seed: int):
+    torch.manual_seed(seed)
+    return HRM(ModelConfig(**tiny.BASE["model"]), vocab_size=8, seq_len=36, num_puzzle_ids=1)
+
+
+def test_an_ensemble_of_two_checkpoints_votes_across_members_and_views(sudoku_test_split, tiny):
+    """Every (member, view) prediction is one vote; distinct answers rank by (votes, mean
+    sigmoid q_halt) over all of them: the union of the members' own tallies."""
+    import copy
+
+    a = _member(tiny, 0)
+    b = copy.deepcopy(a)
+    with torch.no_grad():  # a near copy: many answers agree, some flip
+        b.lm_head.weight.add_(0.005 * torch.randn(b.lm_head.weight.shape, generator=torch.Generator().manual_seed(1)))
+        b.q_head.bias.add_(0.5)  # and its confidence differs
+    alone = [run_eval(m, sudoku_test_split, batch_size=64, views=3) for m in (a, b)]
+    both = run_eval([a, b], sudoku_test_split, batch_size=64, views=3)
+    assert both.metrics["ensemble_members"] == 2 and both.metrics["exact_accuracy"] == alone[0].metrics["exact_accuracy"]
+    shared = 0
+    for q, ranked in enumerate(both.ranked):
+        tally: dict[bytes, list[float]] = {}
+        for member in alone:
+            for answer, votes, conf in member.ranked[q]:
+                n, total = tally.get(answer, [0, 0.0])
+                tally[answer] = [n + votes, total + votes * conf]
+        want = sorted(((a_, n, t / n) for a_, (n, t) in tally.items()), key=lambda r: (r[1], r[2]), reverse=True)
+        assert [(r[0], r[1]) for r in ranked] == [(r[0], r[1]) for r in want]
+        assert [r[2] for r in ranked] == pytest.approx([r[2] for r in want])
+        assert sum(r[1] for r in ranked) == 6
+        mine = [{r[0] for r in member.ranked[q]} for member in alone]
+        shared += bool(mine[0] & mine[1])
+    assert 0 < shared < len(both.ranked)  # some questions got an answer from both members, some not
+
+
+def test_inference_at_several_mmax_in_one_pass_equals_separate_runs(sudoku_test_split, tiny):
+    from hrm.evaluate import run_eval_at
+
+    model = _member(tiny, 0)
+    at = run_eval_at(model, sudoku_test_split, [1, 2, 4], batch_size=64, views=2)
+    for s in (1, 2, 4):
+        alone = run_eval(model, sudoku_test_split, batch_size=64, views=2, steps=s)
+        assert at[s].metrics == alone.metrics
+        assert at[s].metrics["mean_steps"] <= s
