@@ -53,7 +53,8 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from hrm.checkpoint import CHECKPOINT_FILE, CheckpointError, code_version, read_manifest, sha256_of, verify_checkpoint
+from hrm.checkpoint import (CHECKPOINT_FILE, MANIFEST_FILE, CheckpointError, code_version, content_digest,
+                            read_manifest, sha256_of, verify_checkpoint)
 from hrm.remote import open_uri as _open
 
 _ID_CHARS = 16  # hex chars of sha256 kept in artifact_id (64 bits: collisions need ~4e9 ids)
@@ -307,13 +308,12 @@ class ArtifactStore:
         check_name("experiment", experiment)
         check_name("trial_id", trial_id)
         src_fs, src = (filesystem, str(checkpoint_dir).rstrip("/")) if filesystem else _open(str(checkpoint_dir))
-        src_file = src_fs.get_file_info(f"{src}/{CHECKPOINT_FILE}")
+        has_manifest = src_fs.get_file_info(f"{src}/{MANIFEST_FILE}").type == pafs.FileType.File
+        manifest = read_manifest(src, src_fs) if has_manifest else {}
+        marker = MANIFEST_FILE if has_manifest else CHECKPOINT_FILE  # a seeds checkpoint has no top checkpoint.pt
+        src_file = src_fs.get_file_info(f"{src}/{marker}")
         if src_file.type != pafs.FileType.File:
             raise FileNotFoundError(f"checkpoint_dir {checkpoint_dir} has no {CHECKPOINT_FILE}")
-        try:
-            manifest = read_manifest(src, src_fs)
-        except FileNotFoundError:
-            manifest = {}
         step = manifest.get("step") if step is None else step
         eval_round = manifest.get("eval_round") if eval_round is None else eval_round
         metrics = manifest.get("metrics") if metrics is None else metrics
@@ -324,15 +324,17 @@ class ArtifactStore:
             raise ValueError("hparams and metrics must be dicts")
         files = src_fs.get_file_info(pafs.FileSelector(src, recursive=True))
         size = sum(i.size for i in files if i.type == pafs.FileType.File)
-        digest = manifest.get("files", {}).get(CHECKPOINT_FILE, {}).get("sha256")
-        digest = digest or sha256_of(f"{src}/{CHECKPOINT_FILE}", src_fs)
+        digest = content_digest(manifest) if manifest else sha256_of(f"{src}/{CHECKPOINT_FILE}", src_fs)
 
         aid = artifact_id(experiment, trial_id, step)
         folder = self._folder(experiment, trial_id, step)
         rows = self._read(experiment)
         old = [r for r in rows.to_pylist() if r["artifact_id"] == aid]
-        stored = self._fs.get_file_info(f"{folder}/{CHECKPOINT_FILE}")
-        if not (old and old[0]["sha256"] == digest and stored.type == pafs.FileType.File and stored.size == src_file.size):
+        # sizes that a whole stored copy has: every file the manifest lists, else checkpoint.pt's
+        sizes = {n: f.get("bytes") for n, f in manifest["files"].items()} if manifest else {marker: src_file.size}
+        stored = self._fs.get_file_info([f"{folder}/{n}" for n in sizes])
+        whole = all(i.type == pafs.FileType.File and i.size == size for i, size in zip(stored, sizes.values()))
+        if not (old and old[0]["sha256"] == digest and whole):
             if self._fs.get_file_info(folder).type != pafs.FileType.NotFound:
                 self._fs.delete_dir(folder)  # a partial copy from a crashed driver
             self._fs.create_dir(folder, recursive=True)  # copy_files does not create it
@@ -416,7 +418,10 @@ class ArtifactStore:
             raise ValueError(f"export destination {dest} exists and is not an empty folder")
         target.parent.mkdir(parents=True, exist_ok=True)
         folder = self._folder(row["experiment"], row["trial_id"], row["step"])
-        if self._fs.get_file_info(f"{folder}/{CHECKPOINT_FILE}").type != pafs.FileType.File:
+        names = [MANIFEST_FILE]
+        with contextlib.suppress(CheckpointError):
+            names += list(read_manifest(folder, self._fs)["files"])
+        if any(i.type != pafs.FileType.File for i in self._fs.get_file_info([f"{folder}/{n}" for n in names])):
             raise FileNotFoundError(f"artifact {row['artifact_id']}: stored checkpoint {self._uri(folder)} is missing")
         local = pafs.LocalFileSystem()
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))

@@ -6,6 +6,11 @@ ACT carry, data-stream position, RNG states, config, metrics), `config.yaml` and
 the size and sha256 of every file.
 The manifest lets callers (the artifact store, the Ray driver) learn a
 checkpoint's step and checksum without unpickling its tensors.
+
+A *seeds* checkpoint (a trial trained with several seeds in lockstep) is a folder of
+`seed_<s>/` checkpoint folders, one per seed, with a manifest of its own: the step,
+the metrics over the seeds (mean and `_std`), each seed's metrics and every file.
+Evaluating it votes across its seeds (`hrm.evaluate.load_members`).
 """
 
 from __future__ import annotations
@@ -57,41 +62,90 @@ def sha256_of(path: str, filesystem: pafs.FileSystem | None = None) -> str:
     return h.hexdigest()
 
 
-def checkpoint_dirs(out_dir: str | Path) -> list[Path]:
-    """Complete checkpoint folders under out_dir/checkpoints, oldest first."""
-    root = Path(out_dir) / "checkpoints"
+def checkpoint_dirs(out_dir: str | Path, root: str | Path | None = None) -> list[Path]:
+    """Complete checkpoint folders under out_dir/checkpoints (or `root`), oldest first."""
+    root = Path(root) if root is not None else Path(out_dir) / "checkpoints"
     if not root.exists():
         return []
-    dirs = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and (p / CHECKPOINT_FILE).exists()]
+    # the manifest is written last, inside the temporary folder, before the rename
+    dirs = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and (p / MANIFEST_FILE).exists()]
     return sorted(dirs, key=lambda p: int(p.name.split("_")[1]))
 
 
-def write_checkpoint(
-    out_dir: str | Path, *, step: int, eval_round: int, payload: dict[str, Any], cfg: Config,
-    metrics: dict[str, float], keep: int,
-) -> Path:
-    """Write out_dir/checkpoints/step_N atomically (temp folder + rename), keep the newest `keep`."""
-    import torch
-
-    root = Path(out_dir) / "checkpoints"
+def _publish(root: Path, step: int, fill, keep: int) -> Path:
+    """root/step_N written atomically: `fill(tmp)` writes the files into a temporary folder,
+    which is renamed into place; the newest `keep` step folders are kept."""
     final = root / f"step_{step:08d}"
     tmp = root / f".{final.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    torch.save(payload, tmp / CHECKPOINT_FILE)
-    save_config(cfg, tmp / "config.yaml")
-    files = {
-        p.name: {"bytes": p.stat().st_size, "sha256": sha256_of(str(p))} for p in sorted(tmp.iterdir())
-    }
-    manifest = {"step": step, "eval_round": eval_round, "metrics": metrics, "code_version": code_version(),
-                "files": files}
-    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    fill(tmp)
     if final.exists():  # a rerun from an earlier checkpoint reached this step again
         shutil.rmtree(final)
     os.replace(tmp, final)
-    for old in checkpoint_dirs(out_dir)[:-keep]:
+    for old in checkpoint_dirs(root, root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def write_checkpoint(
+    out_dir: str | Path, *, step: int, eval_round: int, payload: dict[str, Any], cfg: Config,
+    metrics: dict[str, float], keep: int, root: str | Path | None = None,
+) -> Path:
+    """Write out_dir/checkpoints/step_N (or root/step_N) atomically, keep the newest `keep`."""
+    import torch
+
+    def fill(tmp: Path) -> None:
+        torch.save(payload, tmp / CHECKPOINT_FILE)
+        save_config(cfg, tmp / "config.yaml")
+        files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_of(str(p))} for p in sorted(tmp.iterdir())}
+        manifest = {"step": step, "eval_round": eval_round, "metrics": metrics, "code_version": code_version(),
+                    "files": files}
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+
+    return _publish(Path(root) if root is not None else Path(out_dir) / "checkpoints", step, fill, keep)
+
+
+def write_seeds_checkpoint(out_dir: str | Path, *, step: int, eval_round: int, metrics: dict[str, float],
+                           members: dict[int, Path], keep: int) -> Path:
+    """out_dir/checkpoints/step_N holding each seed's checkpoint folder as seed_<s>/ (hard
+    links, so no bytes are copied on one disk) and a manifest over all of them."""
+    def fill(tmp: Path) -> None:
+        files, seed_metrics = {}, {}
+        for seed, folder in sorted(members.items()):
+            sub = tmp / f"seed_{seed}"
+            sub.mkdir()
+            manifest = read_manifest(str(folder))
+            for name in [*manifest["files"], MANIFEST_FILE]:
+                try:
+                    os.link(Path(folder) / name, sub / name)
+                except OSError:  # another filesystem, or no hard links there
+                    shutil.copy2(Path(folder) / name, sub / name)
+            for name, info in manifest["files"].items():
+                files[f"{sub.name}/{name}"] = info
+            files[f"{sub.name}/{MANIFEST_FILE}"] = {"bytes": (sub / MANIFEST_FILE).stat().st_size,
+                                                    "sha256": sha256_of(str(sub / MANIFEST_FILE))}
+            seed_metrics[str(seed)] = manifest["metrics"]
+        manifest = {"step": step, "eval_round": eval_round, "metrics": metrics, "seeds": sorted(members),
+                    "seed_metrics": seed_metrics, "code_version": code_version(), "files": files}
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+
+    return _publish(Path(out_dir) / "checkpoints", step, fill, keep)
+
+
+def content_digest(manifest: dict[str, Any]) -> str:
+    """One sha256 for a checkpoint's content: checkpoint.pt's; for a seeds checkpoint, the
+    sha256 of its files' names and sha256s (the artifact index's `sha256`)."""
+    if "seeds" not in manifest:
+        return manifest["files"][CHECKPOINT_FILE]["sha256"]
+    lines = "".join(f"{name} {info.get('sha256')}\n" for name, info in sorted(manifest["files"].items()))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def seed_folders(folder: str | Path) -> list[Path] | None:
+    """The seed_<s> checkpoint folders of a seeds checkpoint, or None for a single one."""
+    manifest = read_manifest(str(folder))
+    return [Path(folder) / f"seed_{s}" for s in manifest["seeds"]] if "seeds" in manifest else None
 
 
 class CheckpointError(ConfigError):
@@ -109,7 +163,7 @@ def read_manifest(folder: str, filesystem: pafs.FileSystem | None = None) -> dic
     except (ValueError, UnicodeDecodeError):
         raise CheckpointError(f"checkpoint {folder}: {MANIFEST_FILE} is not JSON") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) \
-            or CHECKPOINT_FILE not in manifest["files"]:
+            or (CHECKPOINT_FILE not in manifest["files"] and not isinstance(manifest.get("seeds"), list)):
         raise CheckpointError(f"checkpoint {folder}: {MANIFEST_FILE} does not list {CHECKPOINT_FILE}")
     return manifest
 
@@ -122,9 +176,8 @@ def verify_checkpoint(folder: str, filesystem: pafs.FileSystem | None = None,
     fs = filesystem or pafs.LocalFileSystem()
     folder = str(folder).rstrip("/")
     manifest = read_manifest(folder, fs)
-    if sha256 is not None and manifest["files"][CHECKPOINT_FILE].get("sha256") != sha256:
-        raise CheckpointError(f"checkpoint {folder}: its manifest and the artifact index disagree on "
-                              f"{CHECKPOINT_FILE}'s sha256")
+    if sha256 is not None and content_digest(manifest) != sha256:
+        raise CheckpointError(f"checkpoint {folder}: its manifest and the artifact index disagree on its sha256")
     for name, want in sorted(manifest["files"].items()):
         info = fs.get_file_info(f"{folder}/{name}")
         if info.type != pafs.FileType.File:
@@ -150,6 +203,9 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu", verified: bool 
         raise CheckpointError(f"{path} is not a checkpoint: give a checkpoint folder (with {CHECKPOINT_FILE})")
     if not verified:
         verify_checkpoint(str(folder))
+    if path.is_dir() and seed_folders(folder):
+        raise CheckpointError(f"checkpoint {folder} holds one checkpoint per seed: load one of its seed_<s> folders "
+                              "(hrm eval takes the whole folder and votes across the seeds)")
     try:
         payload = torch.load(folder / CHECKPOINT_FILE, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many kinds for a file it cannot read

@@ -533,20 +533,28 @@ def evaluate_checkpoint(
 
 
 def load_members(paths: list[str | Path], device: torch.device, verified: bool = False):
-    """(models, the first one's config) of checkpoint folders that can vote together, else
-    one ConfigError line naming the first checkpoint that does not fit."""
-    from hrm.checkpoint import load_model
+    """(models, the first one's config) of checkpoint folders that can vote together (a seeds
+    checkpoint gives one per seed), else one ConfigError line naming the first that does not fit."""
+    from hrm.checkpoint import load_model, seed_folders, verify_checkpoint
 
+    expanded = []
+    for path in paths:  # a seeds checkpoint is one member per seed, checked as a whole
+        if Path(path).is_dir() and (seeds := seed_folders(path)):
+            if not verified:
+                verify_checkpoint(str(path))
+            expanded += seeds
+        else:
+            expanded.append(path)
     models, shapes, cfg = [], [], None
-    for path in paths:
-        model, member_cfg, payload = load_model(path, device=device, verified=verified)
+    for path in expanded:
+        model, member_cfg, payload = load_model(path, device=device, verified=verified or path not in paths)
         task = payload["task"]
         shape = (member_cfg.data.task, task["vocab_size"], task["seq_len"], task["num_puzzle_ids"])
         if shapes and shape != shapes[0]:
             def show(s):
                 return f"{s[0]} (vocabulary {s[1]}, sequence length {s[2]}, {s[3]} puzzle ids)"
 
-            raise ConfigError(f"ensemble: {path} is a model of {show(shape)} but {paths[0]} of {show(shapes[0])}: "
+            raise ConfigError(f"ensemble: {path} is a model of {show(shape)} but {expanded[0]} of {show(shapes[0])}: "
                               "an ensemble's checkpoints must come from one task and dataset")
         models.append(model)
         shapes.append(shape)

@@ -18,7 +18,8 @@ import contextlib
 import math
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +27,8 @@ import torch
 import torch.distributed as dist
 
 from hrm import tasks
-from hrm.checkpoint import checkpoint_dirs, load_checkpoint, verify_checkpoint, write_checkpoint
+from hrm.checkpoint import (checkpoint_dirs, load_checkpoint, read_manifest, verify_checkpoint, write_checkpoint,
+                            write_seeds_checkpoint)
 from hrm.config import Config, ConfigError, save_config, to_dict
 from hrm.data.build import ensure_dataset
 from hrm.data.loader import SampleStream, Split
@@ -137,6 +139,7 @@ class TrainState:
     total_steps: int
     task: dict[str, int]
     ema: EMA | None = None
+    rng: dict[str, torch.Tensor] | None = None  # its own torch RNG stream, when seeds train in lockstep
     step: int = 0
     eval_round: int = 0
 
@@ -276,8 +279,9 @@ def _rank_state(state: TrainState) -> dict[str, Any]:
     }
 
 
-def save_checkpoint(state: TrainState, out_dir: str | Path, metrics: dict[str, float]) -> Path | None:
-    """Write out_dir/checkpoints/step_N atomically (rank 0); returns its path."""
+def save_checkpoint(state: TrainState, out_dir: str | Path, metrics: dict[str, float],
+                    root: str | Path | None = None) -> Path | None:
+    """Write out_dir/checkpoints/step_N (or root/step_N) atomically (rank 0); returns its path."""
     rank_state = _rank_state(state)
     ranks = [rank_state]
     if state.rt.world_size > 1:
@@ -298,7 +302,7 @@ def save_checkpoint(state: TrainState, out_dir: str | Path, metrics: dict[str, f
     }
     return write_checkpoint(
         out_dir, step=state.step, eval_round=state.eval_round, payload=payload, metrics=metrics, cfg=state.cfg,
-        keep=state.cfg.train.keep_checkpoints,
+        keep=state.cfg.train.keep_checkpoints, root=root,
     )
 
 
@@ -453,6 +457,7 @@ def train(
     tensorboard_dir: str | Path | None = None,
     hparams: dict[str, Any] | None = None,
     mirror: Mirror | None = None,
+    seeds: int = 1,
 ) -> dict[str, float]:
     """Train `cfg` to the end; returns the last evaluation's metrics.
 
@@ -463,43 +468,138 @@ def train(
     see hrm.runlog. `report(metrics, checkpoint_dir)` after every evaluation (with
     `train_seconds`, the time this process spent in the loop so far), and first for the
     checkpoint resumed from (so a report lost with its node still arrives).
+
+    `seeds` > 1 trains the config with train.seed, +1, ..., in lockstep: one eval round of
+    every seed, then one report with each metric's mean over the seeds and its spread
+    (`<metric>_std`), and one checkpoint holding every seed's (`write_seeds_checkpoint`).
+    Each seed has its own torch RNG stream and run files (`out_dir/seed_<s>`, TensorBoard
+    run `seed_<s>`), so it trains exactly as `train.seed: s` alone would.
     """
     rt, out, t = resolve_runtime(cfg), Path(out_dir or cfg.train.out_dir), cfg.train
     say = (log or print_flushed) if rt.is_main else (lambda _msg: None)
+    if seeds < 1:
+        raise ConfigError(f"seeds must be >= 1, got {seeds}")
     resume_from = _resume_point(out, resume, resume_from, say)  # the inputs first, then the work
     train_split, test_split = _load_splits(cfg, rt, say)
-    state = init_state(cfg, rt, train_split)
-    last_eval = _resume(state, resume_from, say) if resume_from is not None else {}
+    members = [cfg] if seeds == 1 else [replace(cfg, train=replace(t, seed=t.seed + i)) for i in range(seeds)]
+    states, last_eval = [], {}
+    for c in members:
+        state = init_state(c, rt, train_split)
+        if resume_from is not None:
+            last_eval = _resume(state, resume_from if seeds == 1 else Path(resume_from) / f"seed_{c.train.seed}", say)
+        state.rng = _rng_state(rt)  # this seed's stream from here on (set by its seed or its checkpoint)
+        states.append(state)
+    if resume_from is not None and seeds > 1:
+        last_eval = dict(read_manifest(str(resume_from))["metrics"])
     if rt.is_main:
         save_config(cfg, out / "config.yaml")
-    with RunLog(out, main=rt.is_main, step=state.step, log=log, tensorboard=t.tensorboard,
-                tensorboard_dir=tensorboard_dir, hparams=hparams, mirror=mirror) as run:
+    tb = Path(tensorboard_dir) if tensorboard_dir else None
+    with contextlib.ExitStack() as stack:
+        run = stack.enter_context(RunLog(out, main=rt.is_main, step=states[0].step, log=log, tensorboard=t.tensorboard,
+                                         tensorboard_dir=tb, hparams=hparams, mirror=mirror))
         if report is not None and resume_from is not None:
             report(dict(last_eval), str(resume_from) if rt.is_main else None)
+        runs, roots = [run], [None]
+        if seeds > 1:  # each seed's own history and TensorBoard run; checkpoints under out/checkpoints/seed_<s>
+            runs = [stack.enter_context(RunLog(
+                out / f"seed_{st.cfg.train.seed}", main=rt.is_main, step=st.step, tensorboard=t.tensorboard,
+                tensorboard_dir=(tb or out / "tensorboard") / f"seed_{st.cfg.train.seed}",
+                log=lambda m, s=st.cfg.train.seed: say(f"[seed {s}] {m}"))) for st in states]
+            roots = [out / "checkpoints" / f"seed_{st.cfg.train.seed}" for st in states]
+        state = states[0]
         run.say(f"[train] {sum(p.numel() for p in state.model.parameters()):,} parameters, "
                 f"{len(train_split):,} train rows, {len(test_split):,} test rows, steps {state.step}..{state.total_steps}, "
-                f"device {rt.device} {str(rt.dtype).removeprefix('torch.')}, {rt.world_size} worker(s)")
-        sums, window, started = {}, 0, time.monotonic()
-        loop_start = started  # report's train_seconds: this process's time in the loop (set-up excluded)
-        while state.step < state.total_steps:
-            for k, v in train_step(state).items():
-                sums[k] = sums.get(k, 0) + v
-            window += 1
-            done = state.step >= state.total_steps
-            if state.step % t.log_interval == 0 or done:
-                metrics = _window_metrics(state, sums, window, time.monotonic() - started)
-                run.say(_log_line(state.step, state.total_steps, metrics))
-                run.record("train", state.step, metrics)
-                run.sync(MIRROR_S)
-                sums, window, started = {}, 0, time.monotonic()
-            if state.step % t.eval_interval == 0 or done:
-                last_eval = _eval_round(state, test_split, run)
-                if t.checkpoint:  # never a checkpoint of broken weights: a resume would only repeat them
-                    _check_finite(state)
-                ckpt = save_checkpoint(state, out, last_eval) if t.checkpoint else None
-                run.sync()
-                if report is not None:
-                    report({**last_eval, "train_seconds": time.monotonic() - loop_start},
-                           str(ckpt) if ckpt is not None else None)
-                started = time.monotonic()  # eval time is not training throughput
+                f"device {rt.device} {str(rt.dtype).removeprefix('torch.')}, {rt.world_size} worker(s)"
+                + (f", seeds {t.seed}..{t.seed + seeds - 1} in lockstep" if seeds > 1 else ""))
+        loop = [_rounds(st, test_split, r, out, root) for st, r, root in zip(states, runs, roots)]
+        loop_start = time.monotonic()  # report's train_seconds: this process's time in the loop (set-up excluded)
+        while True:
+            rounds = [_advance(st, gen) if seeds > 1 else next(gen, None) for st, gen in zip(states, loop)]
+            if rounds[0] is None:
+                break
+            last_eval, ckpt = rounds[0] if seeds == 1 else _over_seeds(states, rounds, run, out)
+            if report is not None:
+                report({**last_eval, "train_seconds": time.monotonic() - loop_start},
+                       str(ckpt) if ckpt is not None else None)
     return last_eval
+
+
+def _rounds(state: TrainState, test_split: Split, run: RunLog, out: Path,
+            root: Path | None) -> Iterator[tuple[dict[str, float], Path | None]]:
+    """Train `state` to the end, yielding (eval metrics, checkpoint folder or None) after
+    every evaluation; checkpoints go to out/checkpoints (or `root`)."""
+    t = state.cfg.train
+    sums, window, started = {}, 0, time.monotonic()
+    while state.step < state.total_steps:
+        for k, v in train_step(state).items():
+            sums[k] = sums.get(k, 0) + v
+        window += 1
+        done = state.step >= state.total_steps
+        if state.step % t.log_interval == 0 or done:
+            metrics = _window_metrics(state, sums, window, time.monotonic() - started)
+            run.say(_log_line(state.step, state.total_steps, metrics))
+            run.record("train", state.step, metrics)
+            run.sync(MIRROR_S)
+            sums, window, started = {}, 0, time.monotonic()
+        if state.step % t.eval_interval == 0 or done:
+            last_eval = _eval_round(state, test_split, run)
+            if t.checkpoint:  # never a checkpoint of broken weights: a resume would only repeat them
+                _check_finite(state)
+            ckpt = save_checkpoint(state, out, last_eval, root) if t.checkpoint else None
+            run.sync()
+            yield last_eval, ckpt
+            started = time.monotonic()  # eval time is not training throughput
+
+
+def _rng_state(rt: Runtime) -> dict[str, torch.Tensor]:
+    rng = {"torch": torch.get_rng_state()}
+    if rt.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(rt.device)
+    return rng
+
+
+def _advance(state: TrainState, rounds: Iterator) -> Any:
+    """The next round of one seed among several, on that seed's own torch RNG stream."""
+    torch.set_rng_state(state.rng["torch"])
+    if "cuda" in state.rng:
+        torch.cuda.set_rng_state(state.rng["cuda"], state.rt.device)
+    try:
+        return next(rounds, None)
+    finally:
+        state.rng = _rng_state(state.rt)
+
+
+# Counters every seed shares: reported once, with no spread.
+_SHARED = ("step", "eval_round", "epoch", "eval_questions", "eval_views", "ensemble_members")
+
+
+def over_seeds(per_seed: list[dict[str, float]]) -> dict[str, float]:
+    """Each metric's mean over the seeds and `<metric>_std`, their sample standard deviation
+    (the seed-to-seed spread); shared counters once."""
+    out: dict[str, float] = {}
+    for key, value in per_seed[0].items():
+        if key in _SHARED or not isinstance(value, (int, float)):
+            out[key] = value
+            continue
+        values = torch.tensor([float(m[key]) for m in per_seed], dtype=torch.float64)
+        out[key] = float(values.mean())
+        out[f"{key}_std"] = float(values.std()) if len(values) > 1 else 0.0
+    out["seeds"] = float(len(per_seed))
+    return out
+
+
+def _over_seeds(states: list[TrainState], rounds: list, run: RunLog, out: Path) -> tuple[dict[str, float], Path | None]:
+    """One report of an eval round of every seed: the metrics over the seeds, logged and
+    checkpointed together."""
+    metrics = over_seeds([m for m, _ in rounds])
+    state = states[0]
+    run.say(f"[eval] step {state.step} round {state.eval_round} over {len(states)} seeds: "
+            + " ".join(f"{k} {metrics[k]:.4f}±{metrics[k + '_std']:.4f}" for k in ("exact_accuracy", "pass@2")))
+    run.record("eval", state.step, metrics, prefix="eval/")
+    ckpt = None
+    if all(c is not None for _, c in rounds):
+        ckpt = write_seeds_checkpoint(out, step=state.step, eval_round=state.eval_round, metrics=metrics,
+                                      members={st.cfg.train.seed: c for st, (_, c) in zip(states, rounds)},
+                                      keep=state.cfg.train.keep_checkpoints)
+    run.sync()
+    return metrics, ckpt
