@@ -359,6 +359,19 @@ class ArtifactStore:
         self._write(experiment, _ordered(_concat([others, pa.Table.from_pylist([row], pa.schema(fields))])))
         return aid
 
+    def annotate(self, experiment: str, values: dict[str, dict[str, float]]) -> None:
+        """Set `metric.<name>` of rows by artifact id ({artifact_id: {name: value}}), e.g. what
+        evaluating a stored checkpoint again measured; other rows keep theirs (or null)."""
+        rows = self._read(experiment)
+        ids = rows["artifact_id"].to_pylist()
+        for name in sorted({n for v in values.values() for n in v}):
+            column = METRIC + name
+            old = rows[column].to_pylist() if column in rows.column_names else [None] * len(ids)
+            new = pa.array([values.get(i, {}).get(name, o) for i, o in zip(ids, old)], pa.float64())
+            rows = rows.set_column(rows.column_names.index(column), column, new) if column in rows.column_names \
+                else rows.append_column(column, new)
+        self._write(experiment, _ordered(rows))
+
     def prune(
         self, experiment: str, metric: str, mode: str = "max", keep_per_trial: int = 2, keep_per_experiment: int = 5
     ) -> list[str]:

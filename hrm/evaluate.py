@@ -562,6 +562,30 @@ def load_members(paths: list[str | Path], device: torch.device, verified: bool =
     return models, cfg
 
 
+def scaling_steps(train_mmax: int, factor: int) -> list[int]:
+    """Mmax 1, 2, 4, ... up to factor x the training Mmax (and that value itself)."""
+    top = factor * train_mmax
+    return sorted({2**i for i in range(top.bit_length()) if 2**i <= top} | {top})
+
+
+def inference_scaling(path: str | Path, *, factor: int = 4, device: str = "cpu",
+                      verified: bool = False) -> dict[int, dict[str, float]]:
+    """Inference-time scaling of a checkpoint (a seeds checkpoint: its ensemble): the metrics at
+    each Mmax of `scaling_steps`, on the evaluation its training used (train.eval_samples,
+    eval_views), all from one pass of the largest Mmax."""
+    from hrm.data.build import ensure_dataset
+
+    dev = torch.device(device)
+    models, cfg = load_members([path], dev, verified)
+    t = cfg.train
+    split = Split.load(ensure_dataset(cfg.data), "test")
+    steps = scaling_steps(cfg.model.halt_max_steps, factor)
+    results = run_eval_at(models, split, steps, batch_size=t.eval_batch_size or t.global_batch_size,
+                          limit=t.eval_samples, views=t.eval_views, device=dev,
+                          dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    return {s: results[s].metrics for s in steps}
+
+
 def result_files(result: EvalResult, split: Split) -> dict[str, Any]:
     """What `--out` gets: metrics.json and the task's own files (ARC: submission.json)."""
     return {"metrics.json": result.metrics, **tasks.get(split.meta["task"]).files(task_eval(split), result)}

@@ -63,14 +63,15 @@ def search_args(argv: list[str] | None, doc: str | None = None) -> tuple[argpars
 
 
 def worker_config(cfg: Config, run_dir: str, storage: str, hparams: dict | None = None,
-                  rung: tuple | None = None) -> dict:
+                  rung: tuple | None = None, seeds: int = 1) -> dict:
     """What a Ray Train worker is given: the config, the folder its run files are mirrored to
     (`run_dir`, in the storage: workers write nothing a user needs on their own node), its
-    HParams and the search's `SearchSpace.rung` (reports then carry ASHA's `rung_score`).
+    HParams, the search's `SearchSpace.rung` (reports then carry ASHA's `rung_score`) and
+    its seeds per trial.
     On object storage every node shares the datasets under <storage>/datasets."""
     if is_uri(storage) and cfg.data.share is None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, share=f"{storage}/datasets"))
-    return {"cfg": to_dict(cfg), "mirror": run_dir, "hparams": hparams, "rung": rung}
+    return {"cfg": to_dict(cfg), "mirror": run_dir, "hparams": hparams, "rung": rung, "seeds": seeds}
 
 
 def run_worker(config: dict, report: Callable[[dict, str | None], None], restored: Any,
@@ -97,6 +98,7 @@ def run_worker(config: dict, report: Callable[[dict, str | None], None], restore
             tempfile.TemporaryDirectory(prefix="hrm-run-") as scratch:
         train(from_dict(config["cfg"]), out_dir=f"{scratch}/hrm", resume_from=resume_from, report=scored,
               log=log or (lambda _m: None), tensorboard_dir=scratch, hparams=config.get("hparams"),
+              seeds=config.get("seeds", 1),
               mirror=Mirror(scratch, config["mirror"], only=RUN_FILES, skip=["hrm/checkpoints"]))
 
 
@@ -106,7 +108,61 @@ def index_checkpoint(space: SearchSpace, name: str, storage: str, trial_id: str,
     store = ArtifactStore(f"{storage}/artifacts")
     scheme = storage.split("://")[0] + "://" if is_uri(storage) else ""
     store.add(experiment=name, trial_id=trial_id, hparams=hparams(space, params), checkpoint_dir=scheme + path)
-    store.prune(name, space.metric, space.mode, **dataclasses.asdict(space.store))
+    store.prune(name, space.metric, space.mode, keep_per_trial=space.store.keep_per_trial,
+                keep_per_experiment=space.store.keep_per_experiment)
+
+
+def scaling_of(root: str, artifact_id: str, factor: int, device: str) -> dict[int, dict[str, float]]:
+    """Inference-time scaling of one stored checkpoint (`hrm.evaluate.inference_scaling`), run
+    where Ray places it: it reads its own copy from the store."""
+    from hrm.evaluate import inference_scaling
+
+    with ArtifactStore(root).local_copy(artifact_id) as (folder, _row):
+        return inference_scaling(folder, factor=factor, device=device, verified=True)
+
+
+def scale_kept(space: SearchSpace, name: str, storage: str,
+               run: Callable[[list[str]], list[dict[int, dict[str, float]]]]) -> dict[str, dict[int, float]]:
+    """The end of a search: the checkpoints the store kept, evaluated at Mmax 1, 2, 4, ... up to
+    `store.scaling` x their training Mmax (`run(ids)` evaluates them, in Ray tasks). The metric
+    against Mmax goes into the index (`metric.<metric>@mmax<N>`) and into TensorBoard at
+    <storage>/<name>/inference_scaling (a scalar series per checkpoint, and a picture).
+    Returns {"<trial>@<step>": {Mmax: metric}}."""
+    store = ArtifactStore(f"{storage}/artifacts")
+    if not space.store.scaling or not store.exists() or name not in store.experiments():
+        return {}
+    rows = store.table(name).to_pylist()
+    curves = run([r["artifact_id"] for r in rows])
+    store.annotate(name, {r["artifact_id"]: {f"{space.metric}@mmax{m}": c[space.metric] for m, c in curve.items()}
+                          for r, curve in zip(rows, curves)})
+    out = {f"{r['trial_id']}@{r['step']}": {m: c[space.metric] for m, c in curve.items()} for r, curve in zip(rows, curves)}
+    _scaling_tensorboard(out, space.metric, f"{storage}/{name}/inference_scaling")
+    return out
+
+
+def _scaling_tensorboard(curves: dict[str, dict[int, float]], metric: str, remote: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a cluster head
+    import matplotlib.pyplot as plt
+    from torch.utils.tensorboard import SummaryWriter
+
+    from hrm.remote import Mirror
+
+    with tempfile.TemporaryDirectory(prefix="hrm-scaling-") as tmp:
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        with SummaryWriter(tmp) as writer:
+            for label, curve in curves.items():
+                for mmax, value in sorted(curve.items()):
+                    writer.add_scalar(f"inference_scaling/{metric}/{label}", value, mmax)
+                ax.plot(sorted(curve), [curve[m] for m in sorted(curve)], marker="o", label=label)
+            ax.set_xscale("log", base=2)
+            ax.set(xlabel="Mmax (segments at inference)", ylabel=metric, title="inference-time scaling")
+            ax.legend(fontsize=7)
+            fig.tight_layout()
+            fig.savefig(f"{tmp}/inference_scaling.png")
+            writer.add_figure("inference_scaling/picture", fig)
+        Mirror(tmp, remote).push()
 
 
 def make_private(*folders: str) -> None:

@@ -118,7 +118,8 @@ def _files(fs: pafs.FileSystem, base: str) -> dict[str, int]:
     return {i.path[len(base):].lstrip("/"): i.size for i in infos if i.type == pafs.FileType.File}
 
 
-RUN_FILES = ("hrm/", "events.out.tfevents.")  # what a trial's worker writes into the trial's folder
+# What a trial's worker writes into the trial's folder (seed_<s>/: each seed's TensorBoard run)
+RUN_FILES = ("hrm/", "events.out.tfevents.", "seed_")
 
 
 class Mirror:

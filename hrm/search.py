@@ -149,6 +149,9 @@ class Budget:
     # auto: a one-worker trial trains in the Tune trial's own process (no Train worker group:
     # 3 s of Ray overhead per trial instead of 20, RESULTS.md); always: a worker group.
     worker_group: Literal["auto", "always"] = "auto"
+    # Seeds each trial trains in lockstep (train.seed, +1, ...): its reports carry each metric's
+    # mean (what ASHA, Optuna and the store rank by) and `<metric>_std` (hrm.train.train).
+    seeds: AtLeast1 = 1
 
     def __post_init__(self) -> None:
         checked(self, "budget", SpaceError)
@@ -224,6 +227,9 @@ class Store:
 
     keep_per_trial: AtLeast1 = 2
     keep_per_experiment: AtLeast1 = 5
+    # At the end of the search the kept checkpoints are evaluated at Mmax 1, 2, 4, ... up to
+    # this many times their training Mmax (inference-time scaling; 0: not).
+    scaling: Annotated[int, Range(ge=0)] = 4
 
     def __post_init__(self) -> None:
         checked(self, "store", SpaceError)
@@ -427,7 +433,8 @@ def trial_table(space: SearchSpace, trials: list[tuple[str, str, Mapping, Mappin
     from hrm.cli import format_table
 
     short = short_names(space)
-    metrics = list(dict.fromkeys([space.metric, "pass@2", "exact_accuracy", "eval_round", "step"]))
+    spread = [f"{space.metric}_std"] if space.budget.seeds > 1 else []
+    metrics = list(dict.fromkeys([space.metric, *spread, "pass@2", "exact_accuracy", "eval_round", "step"]))
     rows = []
     for trial_id, status, config, result in trials:
         stopped = status == "TERMINATED" and space.scheduler.stopped_early(result)

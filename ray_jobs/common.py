@@ -66,7 +66,7 @@ def run_trial(config: dict[str, Any], *, space: SearchSpace, storage: str, name:
 
     ctx = ray.tune.get_context()
     worker = worker_config(trial_config(space, config), f"{storage}/{name}/{Path(ctx.get_trial_dir()).name}",
-                           storage, hparams(space, config), space.rung)
+                           storage, hparams(space, config), space.rung, space.budget.seeds)
     if space.budget.in_trial:
         def report(metrics: dict[str, float], ckpt_dir: str | None) -> None:
             ray.tune.report(dict(metrics), checkpoint=ckpt_dir and ray.tune.Checkpoint.from_directory(ckpt_dir))

@@ -4,10 +4,10 @@
     python ray_jobs/tune.py --smoke         # = --space smoke: a 4-trial plumbing check
     ray job submit --working-dir . -- python ray_jobs/tune.py --space search_spaces/sudoku_extreme.yaml
 
-Each trial fits a Ray Train TorchTrainer around hrm.train.train; ASHA counts eval
-rounds. The driver alone writes the artifact index and prints the trial table; the
-Optuna study is journaled in the experiment folder. --resume unpickles Ray's
-experiment state: resume only from storage you trust.
+A trial trains hrm.train.train (in its own process, or a TorchTrainer of several
+workers); ASHA counts eval rounds. The driver alone writes the artifact index, prints the
+trial table and, at the end, evaluates the kept checkpoints at growing Mmax. --resume
+unpickles Ray's experiment state: resume only from storage you trust.
 """
 
 import functools
@@ -17,7 +17,7 @@ import sys
 import time
 
 from hrm.config import ConfigError
-from hrm.jobs import exit_now, make_private, search_args
+from hrm.jobs import exit_now, make_private, scale_kept, scaling_of, search_args
 from hrm.remote import ObjectJournal
 from hrm.search import SearchSpace, define_by_run, search_summary
 
@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
               f"metric {space.metric} ({space.mode}), storage {storage}", flush=True)
         results = build_tuner(space, name, storage, args.resume).fit()
         summary = search_summary(space, name, storage, [(r.metrics or {}, r.error and str(r.error)) for r in results])
+        b = space.budget  # inference-time scaling of the kept checkpoints, each in a task with a trial's resources
+        task = ray.remote(num_cpus=b.cpus_per_worker, num_gpus=b.gpus_per_worker)(scaling_of)
+        summary["inference_scaling"] = scale_kept(space, name, storage, lambda ids: ray.get([task.remote(
+            f"{storage}/artifacts", i, space.store.scaling, "cuda" if b.gpus_per_worker else "cpu") for i in ids]))
     finally:
         if owns_ray:
             ray.shutdown()
