@@ -122,9 +122,10 @@ def scaling_of(root: str, artifact_id: str, factor: int, device: str) -> dict[in
 
 
 def scale_kept(space: SearchSpace, name: str, storage: str,
-               run: Callable[[list[str]], list[dict[int, dict[str, float]]]]) -> dict[str, dict[int, float]]:
+               run: Callable[[list[tuple]], list[dict[int, dict[str, float]]]]) -> dict[str, dict[int, float]]:
     """The end of a search: the checkpoints the store kept, evaluated at Mmax 1, 2, 4, ... up to
-    `store.scaling` x their training Mmax (`run(ids)` evaluates them, in Ray tasks). The metric
+    `store.scaling` x their training Mmax (`run(jobs)` calls `scaling_of(*job)` for each, in
+    Ray tasks with a trial's resources). The metric
     against Mmax goes into the index (`metric.<metric>@mmax<N>`) and into TensorBoard at
     <storage>/<name>/inference_scaling (a scalar series per checkpoint, and a picture).
     Returns {"<trial>@<step>": {Mmax: metric}}."""
@@ -132,7 +133,8 @@ def scale_kept(space: SearchSpace, name: str, storage: str,
     if not space.store.scaling or not store.exists() or name not in store.experiments():
         return {}
     rows = store.table(name).to_pylist()
-    curves = run([r["artifact_id"] for r in rows])
+    device = "cuda" if space.budget.gpus_per_worker else "cpu"
+    curves = run([(store.root, r["artifact_id"], space.store.scaling, device) for r in rows])
     store.annotate(name, {r["artifact_id"]: {f"{space.metric}@mmax{m}": c[space.metric] for m, c in curve.items()}
                           for r, curve in zip(rows, curves)})
     out = {f"{r['trial_id']}@{r['step']}": {m: c[space.metric] for m, c in curve.items()} for r, curve in zip(rows, curves)}

@@ -50,6 +50,7 @@ KINDS = ("int", "float", "logfloat", "categorical")
 METRICS = ("exact_accuracy", "token_accuracy", "q_halt_accuracy", "pass@1", "pass@2")
 MODES = ("max", "min")
 SCHEDULERS = ("asha", "fifo")
+SAMPLERS = ("tpe", "grid")
 TIME_ATTRS = ("eval_round", "step")
 # The key a trial reports for ASHA when the space has a tie-break, and the tie-break's
 # weight: every metric here lies in [0, 1] and moves in steps of 1/questions (1e-3 for
@@ -245,6 +246,9 @@ class SearchSpace:
     metric: str = "pass@2"
     mode: str = "max"
     seed: int = 0
+    # tpe: Optuna's TPE proposes (seeded); grid: every combination of the params once, in a
+    # seeded order (Optuna's GridSampler): ablations, where every point must run.
+    sampler: str = "tpe"
     budget: Budget = dataclasses.field(default_factory=Budget)
     scheduler: Scheduler = dataclasses.field(default_factory=Scheduler)
     store: Store = dataclasses.field(default_factory=Store)
@@ -263,6 +267,25 @@ class SearchSpace:
             raise SpaceError("params: must be a non-empty set of distinct config keys")
         if self.scheduler.tie_break == self.metric:
             raise SpaceError(f"scheduler.tie_break must differ from metric ({self.metric}): it breaks its ties")
+        if self.sampler not in SAMPLERS:
+            raise SpaceError(f"sampler: must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}{hint(self.sampler, SAMPLERS)}")
+        if self.sampler == "grid":
+            for p in self.params:
+                if p.kind not in ("categorical", "int") or p.when:
+                    raise SpaceError(f"params.{p.name}: a grid takes categorical and int params without conditions, "
+                                     f"got {p.kind}{' with when' if p.when else ''}")
+            if self.budget.num_samples != self.grid_size:
+                raise SpaceError(f"budget.num_samples must be the grid's size ({self.grid_size} combinations) with "
+                                 f"sampler grid, got {self.budget.num_samples}")
+
+    def grid(self) -> dict[str, list]:
+        """Each param's values as the sampler sees them (categorical labels, ints by step)."""
+        return {p.name: list(p.labels) if p.kind == "categorical" else list(range(p.low, p.high + 1, p.step or 1))
+                for p in self.params}
+
+    @property
+    def grid_size(self) -> int:
+        return math.prod(len(v) for v in self.grid().values())
 
     @property
     def rung_metric(self) -> str:

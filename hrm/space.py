@@ -74,7 +74,8 @@ from hrm.search import (
     total_rounds,
 )
 
-TOP_KEYS = ("name", "base", "overrides", "metric", "mode", "seed", "budget", "scheduler", "store", "params")
+TOP_KEYS = ("name", "base", "overrides", "metric", "mode", "seed", "sampler", "budget", "scheduler", "store",
+            "params")
 PARAM_KEYS = {
     "int": ("type", "low", "high", "step", "when"),
     "float": ("type", "low", "high", "step", "when"),
@@ -103,7 +104,7 @@ def _load(file: Path, src: str, raw: dict[str, Any]) -> SearchSpace:
             raise ConfigError(f"{key}: missing (required)")
     top = {key: coerce(raw.get(key, default), tp, key)
            for key, tp, default in (("name", str, file.stem), ("metric", str, "pass@2"), ("mode", str, "max"),
-                                    ("seed", int, 0))}
+                                    ("seed", int, 0), ("sampler", str, "tpe"))}
     sections = {key: build(cls, raw[key], key) if raw.get(key) is not None else cls()
                 for key, cls in (("budget", Budget), ("scheduler", Scheduler), ("store", Store))}
 

@@ -38,7 +38,8 @@ def build_tuner(space: SearchSpace, name: str, storage: str, resume: bool, extra
         return tune.Tuner.restore(f"{storage}/{name}", trainable=trainable, resume_errored=True)
     journal = JournalStorage(ObjectJournal(f"{storage}/{name}/optuna-journal"))  # segments: `cat` them to open
     searcher = Search(space=functools.partial(define_by_run, space), metric=space.metric, mode=space.mode,
-                      sampler=optuna.samplers.TPESampler(seed=space.seed), study_name=name, storage=journal,
+                      sampler=optuna.samplers.GridSampler(space.grid(), seed=space.seed) if space.sampler == "grid"
+                      else optuna.samplers.TPESampler(seed=space.seed), study_name=name, storage=journal,
                       hrm_scheduler=space.scheduler)
     s, b = space.scheduler, space.budget
     scheduler = ASHAScheduler(time_attr=s.time_attr, metric=space.rung_metric, mode=space.mode, max_t=s.max_t,
@@ -79,10 +80,8 @@ def main(argv: list[str] | None = None) -> int:
               f"metric {space.metric} ({space.mode}), storage {storage}", flush=True)
         results = build_tuner(space, name, storage, args.resume).fit()
         summary = search_summary(space, name, storage, [(r.metrics or {}, r.error and str(r.error)) for r in results])
-        b = space.budget  # inference-time scaling of the kept checkpoints, each in a task with a trial's resources
-        task = ray.remote(num_cpus=b.cpus_per_worker, num_gpus=b.gpus_per_worker)(scaling_of)
-        summary["inference_scaling"] = scale_kept(space, name, storage, lambda ids: ray.get([task.remote(
-            f"{storage}/artifacts", i, space.store.scaling, "cuda" if b.gpus_per_worker else "cpu") for i in ids]))
+        task = ray.remote(num_cpus=space.budget.cpus_per_worker, num_gpus=space.budget.gpus_per_worker)(scaling_of)
+        summary["inference_scaling"] = scale_kept(space, name, storage, lambda jobs: ray.get([task.remote(*j) for j in jobs]))
     finally:
         if owns_ray:
             ray.shutdown()

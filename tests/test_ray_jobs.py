@@ -92,10 +92,17 @@ def test_smoke_search_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
     ).metrics
     assert metrics["pass@2"] == pytest.approx(best["metric.pass@2"])
 
-    # TensorBoard: one run per trial with our scalars, pictures and HParams
+    # TensorBoard: one run per trial with our scalars, pictures and HParams, and the end's
+    # inference-time scaling of the kept checkpoints (a series each, and a picture)
     exp = storage / "smoke"
     runs = _tb_runs(exp)
+    scaling = runs.pop(exp / "inference_scaling")
     assert len(runs) == summary["trials"]  # one run per trial
+    assert "inference_scaling/picture" in scaling and len(summary["inference_scaling"]) == table.num_rows
+    for label, curve in summary["inference_scaling"].items():  # Mmax 1, 2, 4, ... up to 4x its training Mmax
+        assert f"inference_scaling/token_accuracy/{label}" in scaling and list(curve)[:2] == ["1", "2"]
+    scaled = store.table("smoke")
+    assert all(c in scaled.column_names for c in ("metric.token_accuracy@mmax1", "metric.token_accuracy@mmax2"))
     for tags in runs.values():
         assert "eval/pass@2" in tags and "loss/total" in tags
         assert any(t.startswith("predictions/") for t in tags)
@@ -107,6 +114,36 @@ def test_smoke_search_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
     states = [t.state for t in optuna.load_study(study_name="smoke", storage=journal).trials]
     assert states.count(optuna.trial.TrialState.PRUNED) == summary["stopped_early"]
     assert states.count(optuna.trial.TrialState.COMPLETE) == summary["trials"] - summary["stopped_early"]
+
+
+def test_a_mixed_family_search_with_seeds_runs_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
+    """The shipped families space at smoke size: HRM, TRM and the plain transformer proposed
+    in one Optuna study with their own conditional knobs, two seeds per trial (every report
+    and index row carries the mean and the spread), ASHA's rung broken by token accuracy."""
+    from hrm.artifacts import ArtifactStore
+    from ray_jobs import tune
+
+    storage = tmp_path / "storage"
+    monkeypatch.chdir(tmp_path)
+    small = {"model.hidden_size": 32, "data.num_train": 100, "data.num_test": 20, "train.steps": 20,
+             "train.eval_interval": 10, "train.eval_samples": 20, "train.log_interval": 10}
+    code = tune.main(["--space", "families", "--storage", str(storage), "--name", "fam",
+                      *[a for k, v in small.items() for a in ("--set", f"overrides.{k}={v}")],
+                      "--set", "scheduler.max_t=2", "--set", "budget.num_samples=4",
+                      "--set", "budget.max_concurrent_trials=1", "--set", "budget.cpus_per_worker=1"])
+    out = capsys.readouterr().out
+    assert code == 0, out[-3000:]
+    summary = _summary(out)
+    assert summary["errors"] == 0 and summary["trials"] == 4
+    results = [json.loads(line) for d in (storage / "fam").iterdir() if (d / "result.json").exists()
+               for line in (d / "result.json").read_text().splitlines()]
+    assert {r["config"]["model.arch"] for r in results} == {"hrm", "trm", "transformer"}
+    assert all(r["seeds"] == 2 and "pass@2_std" in r and "rung_score" in r for r in results)
+    header = next(line for line in out.splitlines() if line.startswith("trial "))
+    assert header.split()[2:4] == ["arch", "H_cycles"] and "pass@2_std" in header
+    rows = ArtifactStore(str(storage / "artifacts")).table("fam").to_pylist()
+    assert rows and all(r["metric.seeds"] == 2 and r["metric.pass@2_std"] is not None for r in rows)
+    assert {json.loads(r["hparams_json"])["model.arch"] for r in rows} <= {"hrm", "trm", "transformer"}
 
 
 def test_one_writer_indexes_every_checkpoint_of_two_concurrent_trials(local_ray, tmp_path, capsys, monkeypatch):

@@ -13,7 +13,8 @@ optuna = pytest.importorskip("optuna")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 from hrm.config import ConfigError, load_config  # noqa: E402
-from hrm.search import SpaceError, define_by_run, hparams, shipped_spaces, total_rounds, trial_config  # noqa: E402
+from hrm.search import (SPACES_DIR, SpaceError, define_by_run, hparams, shipped_spaces, total_rounds,  # noqa: E402
+                        trial_config)
 from hrm.space import load_space  # noqa: E402
 
 SPACE = """
@@ -76,6 +77,25 @@ def test_shipped_spaces_load_and_sample():
                 assert got == value or str(list(got)) == value, (path.name, key)
 
 
+def test_ablation_spaces_are_grids_that_fit_the_cpu_budget():
+    """Every ready experiment loads, is a grid whose size is its trial count, and trains at most
+    20 runs of the CPU task (budget.seeds each); the mixed-family space samples per family."""
+    folder = SPACES_DIR / "ablations"
+    spaces = [load_space(str(p)) for p in sorted(folder.glob("*.yaml")) if p.name != "cpu_base.yaml"]
+    assert {s.name for s in spaces} >= {"ablation_mmax", "ablation_cycles", "ablation_augmentation",
+                                        "ablation_hrm_vs_transformer", "ablation_trm_recursion", "ablation_ema",
+                                        "ablation_gradient"}
+    for s in spaces:
+        assert s.sampler == "grid" and s.budget.num_samples == s.grid_size and s.scheduler.type == "fifo"
+        assert s.grid_size * s.budget.seeds <= 20 and s.base_config.train.steps == 300
+    readme = (folder / "README.md").read_text()
+    assert all(f"`{s.source.split('/')[-1]}`" in readme for s in spaces)
+    families = load_space("families")
+    arch = {p.name: p for p in families.params}
+    assert set(arch["model.arch"].choices) == {"hrm", "trm", "transformer"}
+    assert dict(arch["model.H_cycles"].when)["model.arch"] == ("hrm", "trm")
+
+
 def test_quickstart_space_is_a_short_cpu_search():
     space = load_space("quickstart")  # shipped name works too
     assert space.base_config.train.steps * space.budget.num_samples <= 1500
@@ -135,6 +155,17 @@ P = "base: quickstart\nparams:\n  "
          ["scheduler.grace_period (5) must be <= scheduler.max_t (4)"]),
         ("scheduler: {reduction_factor: 1}\n" + OK, ["scheduler.reduction_factor must be >= 2"]),
         ("scheduler: {tie_break: token_acc}\n" + OK, ["scheduler.tie_break must be a metric", "'token_accuracy'"]),
+        ("sampler: grid\n" + P + "optim.lr: {type: float, low: 0.1, high: 0.2}",
+         ["params.optim.lr: a grid takes categorical and int params"]),
+        ("sampler: grid\n" + OK, ["budget.num_samples must be the grid's size (3 combinations)", "got 8"]),
+        ("sampler: random\n" + OK, ["sampler: must be one of tpe, grid"]),
+        ("budget: {seeds: 0}\n" + OK, ["budget.seeds must be >= 1"]),
+        ("overrides: {model.arch: trm}\n" + P + "model.H_layers: {type: int, low: 1, high: 2}",
+         ["params.model.H_layers: model.H_layers does not apply to model.arch 'trm'", "remove it"]),
+        ("overrides: {model.arch: transformer, model.H_cycles: 3}\n" + P + "optim.lr: {type: float, low: 0.1, high: 0.2}",
+         ["overrides.model.H_cycles: model.H_cycles does not apply to model.arch 'transformer'"]),
+        (P + "model.arch: {type: categorical, choices: [hrm, trm]}\n  model.H_layers: {type: int, low: 1, high: 2}",
+         ["params.model.H_layers", "'trm'", "when: {model.arch: [hrm]}"]),
         ("scheduler: {tie_break: pass@2}\n" + OK, ["scheduler.tie_break must differ from metric (pass@2)"]),
         ("budget: {num_samples: 0}\n" + OK, ["budget.num_samples must be >= 1"]),
         ("budget: {max_concurrent_trials: 0}\n" + OK, ["budget.max_concurrent_trials must be >= 1"]),
