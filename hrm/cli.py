@@ -80,7 +80,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     check_folder("--out" if args.out else "train.out_dir", out)
     if cfg.data.path is None:
         check_folder("data.root", cfg.data.root)
-    metrics = train(cfg, out_dir=out, resume=args.resume)
+    metrics = train(cfg, out_dir=out, resume=args.resume, seeds=args.seeds)
     print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}))
     return 0
 
@@ -335,6 +335,8 @@ def make_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--out", help="run folder (default: train.out_dir)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    p.add_argument("--seeds", type=int_at_least(1), default=1, metavar="R",
+                   help="train train.seed .. +R-1 in lockstep: metrics as mean and _std, one checkpoint of all")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint")

@@ -60,6 +60,11 @@ CASES = {
     "config: wrong type": ({}, ["hrm", "model-info", "--config", "quickstart", "--set", "model.H_cycles=two"],
                            "'model.H_cycles' must be an integer"),
     "config: missing file": ({}, ["hrm", "train", "--config", "nope.yaml"], "config file not found: nope.yaml"),
+    "config: unknown arch": ({}, ["hrm", "train", "--config", "quickstart", "--set", "model.arch=rnn"],
+                             "'model.arch' must be one of 'hrm', 'trm', 'transformer'"),
+    "config: a key the arch does not use": ({}, ["hrm", "train", "--config", "quickstart", "--set", "model.arch=trm",
+                                                 "--set", "model.H_layers=2"],
+                                            "model.H_layers does not apply to model.arch 'trm'"),
     # search spaces
     "space: empty file": ({"s.yaml": ""}, ["tune", "--space", "s.yaml"], "s.yaml: the file is empty"),
     "space: duplicate key": ({"s.yaml": "name: a\nname: b\n"}, ["tune", "--space", "s.yaml"], "duplicate key 'name'"),
@@ -74,6 +79,9 @@ CASES = {
     "space: bad scheduler": ({}, ["tune", "--smoke", "--set", "scheduler.reduction_factor=1"],
                              "scheduler.reduction_factor must be >= 2"),
     "space: not a mapping": ({"s.yaml": "[1, 2]\n"}, ["tune", "--space", "s.yaml"], "the top level must be a mapping"),
+    "space: zero seeds": ({}, ["tune", "--smoke", "--set", "budget.seeds=0"], "budget.seeds must be >= 1"),
+    "space: a param the arch does not use": ({}, ["tune", "--smoke", "--set", "overrides.model.arch=transformer"],
+                                             "params.model.H_cycles: model.H_cycles does not apply to model.arch"),
     # CLI flags
     "flag: --device cuda without CUDA": ({}, ["hrm", "eval", "--checkpoint", "{ckpt}", "--device", "cuda"], "CUDA"),
     "flag: --limit negative": ({}, ["hrm", "eval", "--checkpoint", "{ckpt}", "--limit", "-1"], "--limit"),
@@ -83,6 +91,9 @@ CASES = {
     "flag: --num-workers 0": ({}, ["train.py", "--config", "quickstart", "--num-workers", "0"], "--num-workers"),
     "flag: --num-samples 0": ({}, ["tune", "--smoke", "--num-samples", "0"], "--num-samples"),
     "flag: --name with a slash": ({}, ["tune", "--smoke", "--name", "a/b"], "--name 'a/b' is not allowed"),
+    "flag: --seeds 0": ({}, ["hrm", "train", "--config", "quickstart", "--seeds", "0"], "--seeds"),
+    "flag: --mmax 0": ({}, ["hrm", "eval", "--checkpoint", "{ckpt}", "--mmax", "0"], "--mmax"),
+    "flag: --ensemble of one": ({}, ["hrm", "eval", "--ensemble", "{ckpt}"], "--ensemble needs at least two"),
     "flag: --resume of nothing": ({}, ["hrm", "train", "--config", "quickstart", "--resume", "--out", "none"],
                                   "--resume: run folder none does not exist"),
     # datasets
@@ -109,6 +120,8 @@ CASES = {
     "checkpoint: resume from a damaged one": ("resume-flip", ["hrm", "train", "--config", "quickstart", "{tiny}",
                                                               "--resume", "--out", "run"], "fails its sha256 check"),
     "checkpoint: manifest not JSON": ("bad-manifest", ["hrm", "eval", "--checkpoint", "ck"], "is not JSON"),
+    "checkpoint: an ensemble of two tasks": ("maze-ckpt", ["hrm", "eval", "--ensemble", "{ckpt}", "mz"],
+                                             "an ensemble's checkpoints must come from one task"),
     # output paths
     "out: eval --out under a file": ({"f": "x"}, ["hrm", "eval", "--checkpoint", "{ckpt}", "--out", "f/sub"], "f/sub"),
     "out: eval --render under a file": ({"f": "x"}, ["hrm", "eval", "--checkpoint", "{ckpt}", "--render", "f/sub"],
@@ -134,13 +147,15 @@ CASES = {
     "store: unknown storage scheme": ({}, ["tune", "--smoke", "--storage", "s4://b/x"], "--storage s4://b/x"),
     "store: eval an unknown artifact": ("store", ["hrm", "eval", "--artifact", "ffffffff", "--root", "store"],
                                         "ffffffff"),
+    "store: ensemble best-K without --experiment": ("store", ["hrm", "eval", "--ensemble", "best-2", "--root",
+                                                              "store"], "best-K needs --experiment"),
     "store: --resume of nothing": ({}, ["tune", "--smoke", "--resume", "--storage", "st"], "does not exist"),
     "store: train.py storage under a file": ({"f": "x"}, ["train.py", "--config", "quickstart", "--storage", "f/s"],
                                              "f/s: {dir}/f is not a folder this user can write"),
 }
 
 
-def _prepare(kind, made: dict[str, Path], folder: Path) -> dict[str, str]:
+def _prepare(kind, made: dict[str, Path], folder: Path, tiny) -> dict[str, str]:
     """Write the case's files; returns the names to fill into its command."""
     import shutil
 
@@ -171,6 +186,13 @@ def _prepare(kind, made: dict[str, Path], folder: Path) -> dict[str, str]:
             data = bytearray((ckpt / "checkpoint.pt").read_bytes())
             data[len(data) // 2] ^= 0xFF
             (ckpt / "checkpoint.pt").write_bytes(bytes(data))
+    elif kind == "maze-ckpt":  # a tiny maze model, trained here: the ensemble's other task
+        done = _run([HRM, "train", "--config", "quickstart", *tiny.flags(folder, **SHORT), "--set", "data.task=maze",
+                     "--set", "data.maze.size=4", "--set", "data.maze.min_path=1", "--out", str(folder / "run")],
+                    folder)
+        assert done.returncode == 0, done.stderr[-3000:]
+        (last,) = sorted((folder / "run" / "checkpoints").iterdir())[-1:]
+        last.rename(folder / "mz")
     elif kind == "maze":
         done = _run([HRM, "data", "build", "maze", "--num-train", "2", "--num-test", "2", "--maze-size", "6",
                      "--min-path", "1", "--out", str(folder / "maze")], folder)
@@ -188,7 +210,7 @@ def _prepare(kind, made: dict[str, Path], folder: Path) -> dict[str, str]:
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
 def test_bad_input(case, made, tmp_path, tiny):
     kind, argv, piece = CASES[case]
-    fill = _prepare(kind, made, tmp_path)
+    fill = _prepare(kind, made, tmp_path, tiny)
     program = {"hrm": [HRM], "tune": [sys.executable, str(ROOT / "ray_jobs" / "tune.py")],
                "train.py": [sys.executable, str(ROOT / "ray_jobs" / "train.py")]}[argv[0]]
     before = _tree(tmp_path)
