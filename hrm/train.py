@@ -327,6 +327,8 @@ def restore(state: TrainState, payload: dict[str, Any]) -> None:
                 state.ema.updates = payload["ema_updates"]
             for name, p in state.model.named_parameters():
                 p.copy_(payload["live_params"][name])
+    elif state.ema is not None:  # a checkpoint without an EMA: the average starts from its weights
+        state.ema.shadow = [p.detach().clone() for p in state.ema.params]
     state.optimizer.load_state_dict(payload["optimizer"])
     state.step = payload["step"]
     state.eval_round = payload["eval_round"]
