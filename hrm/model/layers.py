@@ -82,10 +82,11 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return (x * cos.to(x.dtype)) + (_rotate_half(x) * sin.to(x.dtype))
 
 
-# Longest sequence for which the CPU runs attention as two matmuls and a softmax: up to
-# 128 tokens that beat SDPA's CPU flash kernel (quickstart, 37 tokens: 2.6 against 11.6 ms
-# forward+backward; reference Sudoku, 82: 10.2 against 12.9), from 256 on it lost 2x
-# (benchmarks/RESULTS.md, "Attention on the CPU").
+# Longest sequence for which the CPU runs attention as two matmuls and a softmax instead of
+# SDPA's CPU kernel (`python benchmarks/attention_cpu.py`, 2 threads, RESULTS.md): at the
+# quickstart's 37 tokens forward+backward 1.2x faster in float32 and 16x in bfloat16 (SDPA's
+# bf16 backward on the CPU is slow), at 82 (9x9 Sudoku) 1.2x and 4.8x; from 256 tokens on
+# (ARC's 901) SDPA wins 2x, and 128 is about even in float32.
 _CPU_EXPLICIT_MAX_SEQ = 128
 
 
