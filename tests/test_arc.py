@@ -278,7 +278,6 @@ def test_content_guard_extra_dir(arc1, tmp_path):
         A.select_tasks("arc-agi-1", extra_dirs=(str(tmp_path),))
 
 
-@needs_concept_arc
 def test_pair_key_is_the_augmentation_orbit():
     rng = np.random.default_rng(0)
     inp, out = rng.integers(0, 4, (3, 5)).astype(np.int8), rng.integers(0, 4, (5, 2)).astype(np.int8)
@@ -327,6 +326,7 @@ def test_pair_level_guard_finds_the_known_arc_agi_1_leak():
     assert len(leaks) == 1
 
 
+@needs_concept_arc
 def test_load_folder_concept_arc():
     tasks = A.load_folder(CONCEPT_ARC)
     assert len(tasks) == 160
