@@ -527,9 +527,17 @@ def evaluate_checkpoint(
         raise ConfigError(f"dataset {folder}: {meta['task']} with vocabulary {meta['vocab_size']} and sequence length "
                           f"{meta['seq_len']}; the checkpoint's model is {cfg.data.task} with {model.vocab_size} and "
                           f"{model.seq_len}")
-    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     options.setdefault("batch_size", 256)
-    return run_eval(models, data_split, device=dev, dtype=dtype, steps=mmax, **options), data_split
+    return run_eval(models, data_split, device=dev, dtype=eval_dtype(cfg, dev), steps=mmax, **options), data_split
+
+
+def eval_dtype(cfg: Any, device: torch.device) -> torch.dtype:
+    """The dtype a checkpoint's training evaluated in on this kind of device (its
+    train.dtype, `auto` resolved as hrm.train does), so evaluating it again gives its
+    reported metrics."""
+    from hrm.train import auto_dtype
+
+    return getattr(torch, cfg.train.dtype if cfg.train.dtype != "auto" else auto_dtype(device.type))
 
 
 def load_members(paths: list[str | Path], device: torch.device, verified: bool = False):
@@ -581,8 +589,7 @@ def inference_scaling(path: str | Path, *, factor: int = 4, device: str = "cpu",
     split = Split.load(ensure_dataset(cfg.data), "test")
     steps = scaling_steps(cfg.model.halt_max_steps, factor)
     results = run_eval_at(models, split, steps, batch_size=t.eval_batch_size or t.global_batch_size,
-                          limit=t.eval_samples, views=t.eval_views, device=dev,
-                          dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32)
+                          limit=t.eval_samples, views=t.eval_views, device=dev, dtype=eval_dtype(cfg, dev))
     return {s: results[s].metrics for s in steps}
 
 

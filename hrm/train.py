@@ -73,8 +73,9 @@ def cpu_has_bf16() -> bool:
 
 def auto_dtype(device_type: str) -> str:
     """train.dtype auto: bfloat16 where the hardware computes it natively (CUDA, bf16 CPUs;
-    RESULTS.md: 0.7 points below fp32 on the mean of 3 quickstart seeds, 1.26x faster on a
-    CPU), float32 elsewhere (other CPUs, MPS)."""
+    RESULTS.md: within 1 point of fp32 on the mean of 3 seeds of the quickstart and above it
+    on the default search's best config, 2x faster per segment on a CPU), float32 elsewhere
+    (other CPUs, MPS)."""
     return "bfloat16" if device_type == "cuda" or (device_type == "cpu" and cpu_has_bf16()) else "float32"
 
 
