@@ -98,9 +98,9 @@ def lr_at(step: int, base: float, warmup: int, total: int, min_ratio: float) -> 
 class EMA:
     """Exponential moving average of a model's parameters (TRM: decay 0.999; removing it cost
     TRM ~7.5 points on Sudoku). Each `update` moves the average by 1 - d with
-    d = min(decay, (1 + t) / (10 + t)) at update t: published runs are ~50k steps long,
-    where the warm-up is invisible, while a CPU run of a few hundred steps at a flat 0.999
-    would still be mostly its random init. Buffers (the puzzle table, start states) are
+    d = min(decay, (1 + t) / (10 + t)) at update t: published runs are tens of thousands
+    of steps long, where the warm-up is invisible, while a CPU run of a few hundred steps at
+    a flat 0.999 would still be mostly its random init. Buffers (the puzzle table, start states) are
     not averaged: they are read live, as TRM does.
 
     Hand-written rather than `torch.optim.swa_utils.AveragedModel`, which keeps a deep copy
