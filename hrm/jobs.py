@@ -159,6 +159,9 @@ def _scaling_tensorboard(curves: dict[str, dict[int, float]], metric: str, remot
                     writer.add_scalar(f"inference_scaling/{metric}/{label}", value, mmax)
                 ax.plot(sorted(curve), [curve[m] for m in sorted(curve)], marker="o", label=label)
             ax.set_xscale("log", base=2)
+            mmaxes = sorted({m for curve in curves.values() for m in curve})
+            ax.set_xticks(mmaxes, [str(m) for m in mmaxes])  # 1, 2, 4, 8 rather than 2^0 ... 2^3
+            ax.minorticks_off()
             ax.set(xlabel="Mmax (segments at inference)", ylabel=metric, title="inference-time scaling")
             ax.legend(fontsize=7)
             fig.tight_layout()
