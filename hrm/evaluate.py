@@ -535,9 +535,9 @@ def eval_dtype(cfg: Any, device: torch.device) -> torch.dtype:
     """The dtype a checkpoint's training evaluated in on this kind of device (its
     train.dtype, `auto` resolved as hrm.train does), so evaluating it again gives its
     reported metrics."""
-    from hrm.train import auto_dtype
+    from hrm.train import resolve_dtype  # hrm.train imports this module
 
-    return getattr(torch, cfg.train.dtype if cfg.train.dtype != "auto" else auto_dtype(device.type))
+    return resolve_dtype(cfg.train.dtype, device.type)
 
 
 def load_members(paths: list[str | Path], device: torch.device, verified: bool = False):

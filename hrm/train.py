@@ -79,6 +79,11 @@ def auto_dtype(device_type: str) -> str:
     return "bfloat16" if device_type == "cuda" or (device_type == "cpu" and cpu_has_bf16()) else "float32"
 
 
+def resolve_dtype(name: str, device_type: str) -> torch.dtype:
+    """train.dtype (`auto` resolved by `auto_dtype`) as a torch dtype on this kind of device."""
+    return getattr(torch, name if name != "auto" else auto_dtype(device_type))
+
+
 def pick_device(requested: str, cuda: bool, mps: bool) -> str:
     """The device type for train.device `requested` given what the machine has: auto
     takes CUDA, else Apple's MPS, else the CPU; asking for a missing one is an error."""
@@ -103,13 +108,12 @@ def resolve_runtime(cfg: Config) -> Runtime:
         torch.cuda.set_device(device)
     else:
         device = torch.device(kind)  # MPS: float32 and eager unless asked (no float64: see losses)
-    dtype_name = t.dtype if t.dtype != "auto" else auto_dtype(kind)
     compile_on = t.compile == "on" or (t.compile == "auto" and use_cuda)
     if t.global_batch_size % world:
         raise ConfigError(
             f"train.global_batch_size ({t.global_batch_size}) must be divisible by the number of workers ({world})"
         )
-    return Runtime(device, getattr(torch, dtype_name), compile_on, rank, world)
+    return Runtime(device, resolve_dtype(t.dtype, kind), compile_on, rank, world)
 
 
 def _all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
