@@ -269,14 +269,22 @@ class OptimConfig:
             raise ConfigError(f"optim.betas must both be in [0, 1), got {list(self.betas)}")
 
 
+BUDGETS = ("steps", "epochs", "samples", "flops")  # train.<one of them> is a run's length
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     global_batch_size: AtLeast1 = 768
-    # Length in optimiser steps (= ACT segments), or in epochs (one augmented
-    # variant per puzzle group each); exactly one of the two.
+    # The run's length, exactly one of: optimiser steps (= ACT segments), epochs (one
+    # augmented variant per puzzle group each), samples (puzzle-segments: steps x batch) or
+    # flops (the model's training FLOPs, as `hrm model-info` counts them; hrm.compute).
+    # Budgets in samples or flops compare settings that differ in cost per step at equal compute.
     steps: Annotated[int | None, Range(ge=1)] = None
     epochs: Annotated[int | None, Range(ge=1)] = None
-    eval_interval: AtLeast1 = 1000
+    samples: Annotated[int | None, Range(ge=1)] = None
+    flops: Annotated[float | None, Range(gt=0)] = None
+    # Evaluate every this much of the budget's unit (steps for steps and epochs), and at the end.
+    eval_interval: Annotated[int | float, Range(gt=0)] = 1000
     # Questions evaluated each round (0 = the whole test split).
     eval_samples: Annotated[int, Range(ge=0)] = 0
     # Test-time-augmented views per question voted for pass@k (1 = no voting).
@@ -299,8 +307,23 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         checked(self, "train")
-        if (self.steps is None) == (self.epochs is None):
-            raise ConfigError("train: give exactly one of train.steps and train.epochs")
+        given = [k for k in BUDGETS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ConfigError(f"train: give exactly one of {', '.join(f'train.{k}' for k in BUDGETS)}"
+                              + (f", got {' and '.join(given)}" if given else ""))
+        if self.unit in ("step", "epoch") and (self.eval_interval != int(self.eval_interval) or self.eval_interval < 1):
+            raise ConfigError(f"train.eval_interval counts steps with a train.{given[0]} budget: it must be a whole "
+                              f"number >= 1, got {self.eval_interval:g}")
+
+    @property
+    def unit(self) -> str:
+        """The budget's unit: step, epoch, samples or flops (hrm.compute)."""
+        return {"steps": "step", "epochs": "epoch", "samples": "samples", "flops": "flops"}[
+            next(k for k in BUDGETS if getattr(self, k) is not None)]
+
+    @property
+    def budget(self) -> float:
+        return getattr(self, {"step": "steps", "epoch": "epochs"}.get(self.unit, self.unit))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,13 +17,17 @@ Metrics (named, never positional):
 - token_accuracy: share of labelled tokens right, over all views;
 - q_halt_accuracy: share of views where "q_halt > 0" agrees with "view exactly right";
 - mean_steps: mean segment at which the Q head first chose to halt (Mmax if never);
-- pass@k for each requested k (1 and 2 always).
+- pass@k for each requested k (1 and 2 always);
+- `<metric>_se` for exact_accuracy and each pass@k: the evaluation's own standard error
+  from the number of questions (tasks for pass@k), beside any seeds' spread;
+- inference_flops: the model FLOPs spent per question (segments x views x members).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +40,7 @@ import torch.distributed as dist
 from hrm import tasks
 from hrm.config import ConfigError
 from hrm.data.loader import Split
+from hrm.model import flops_per_segment
 from hrm.model.act import Recurrent
 from hrm.model.losses import IGNORE_LABEL
 
@@ -416,6 +421,9 @@ def run_eval_at(
         result = score_views(te, votes, questions, preds, q_halt, halt_step, ks, views, keep_examples, device)
         if len(models) > 1:
             result.metrics["ensemble_members"] = float(len(models))
+        # Inference compute per question: every member's every view runs all its segments.
+        result.metrics["inference_flops"] = float(views * sum(
+            (s or m.cfg.eval_steps) * flops_per_segment(m.cfg, m.seq_len, m.vocab_size, training=False) for m in models))
         results[s] = result
     return results
 
@@ -490,13 +498,21 @@ def score_views(
         "eval_questions": nq,
         "eval_views": float(views),
     }
+    metrics["exact_accuracy_se"] = binomial_se(metrics["exact_accuracy"], nq)
     for i, k in enumerate(ks):
         solved, n_tasks = totals[7 + 2 * i], totals[8 + 2 * i]
         metrics[f"pass@{k}"] = solved / max(n_tasks, 1.0)
+        metrics[f"pass@{k}_se"] = binomial_se(metrics[f"pass@{k}"], n_tasks)
     examples = []
     for i in np.flatnonzero(v.view == 0)[:keep_examples]:
         examples.append({"input": v.inputs[i], "label": v.labels[i], "pred": preds[i]})
     return EvalResult(metrics, ranked, correct, questions, examples)
+
+
+def binomial_se(p: float, n: float) -> float:
+    """The standard error of a success rate `p` measured on `n` independent questions (or
+    tasks): how far another draw of as many test puzzles would move it, sqrt(p(1-p)/n)."""
+    return math.sqrt(max(p * (1.0 - p), 0.0) / n) if n > 0 else 0.0
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -89,6 +89,17 @@ class RunLog:
         if self.writer is not None:
             for k, v in metrics.items():
                 self.writer.add_scalar(prefix + k, v, step)
+            self._against_compute(metrics)
+
+    def _against_compute(self, metrics: dict[str, float]) -> None:
+        """An evaluation's scalars again with compute as their x axis (TensorBoard's axis is an
+        integer step): `eval_by_samples/<m>` at the samples trained, `eval_by_mflop/<m>` at the
+        training MFLOP, so runs of different cost per step line up at equal compute."""
+        if "samples" not in metrics or "flops" not in metrics:
+            return
+        for key in (k for k in EVAL_SCALARS if k in metrics):
+            self.writer.add_scalar(f"eval_by_samples/{key}", metrics[key], int(metrics["samples"]))
+            self.writer.add_scalar(f"eval_by_mflop/{key}", metrics[key], int(metrics["flops"] // 1_000_000))
 
     def images(self, step: int, pictures: list[Any]) -> None:
         for i, image in enumerate(pictures):

@@ -29,6 +29,7 @@ import torch.distributed as dist
 from hrm import tasks
 from hrm.checkpoint import (checkpoint_dirs, load_checkpoint, read_manifest, verify_checkpoint, write_checkpoint,
                             write_seeds_checkpoint)
+from hrm.compute import budget_steps, evaluates_at, spent, step_cost
 from hrm.config import Config, ConfigError, save_config, to_dict
 from hrm.data.build import ensure_dataset
 from hrm.data.loader import SampleStream, Split
@@ -143,6 +144,7 @@ class TrainState:
     carry: Carry
     total_steps: int
     task: dict[str, int]
+    cost: dict[str, int]  # what a step adds to each compute counter (hrm.compute)
     ema: EMA | None = None
     rng: dict[str, torch.Tensor] | None = None  # its own torch RNG stream, when seeds train in lockstep
     step: int = 0
@@ -154,8 +156,9 @@ class TrainState:
 
 
 def total_steps(cfg: Config, train_split: Split) -> int:
-    if cfg.train.steps is not None:
-        return cfg.train.steps
+    if cfg.train.unit != "epoch":
+        meta = train_split.meta
+        return budget_steps(cfg, step_cost(cfg, meta["seq_len"], meta["vocab_size"]))
     # An epoch takes one variant per puzzle group; mean examples per puzzle is 1
     # for Sudoku/Maze and the demonstration count for ARC.
     groups = train_split.meta["num_groups"]
@@ -184,8 +187,9 @@ def init_state(cfg: Config, rt: Runtime, train_split: Split) -> TrainState:
     carry = model.initial_carry(zeros, zeros.clone(), torch.zeros(B, dtype=torch.int64, device=rt.device))
     task = {k: int(train_split.meta[k]) for k in ("vocab_size", "seq_len", "num_puzzle_ids")}
     ema = EMA(model, cfg.train.ema) if cfg.train.ema else None
+    cost = step_cost(cfg, task["seq_len"], task["vocab_size"])
     return TrainState(cfg, rt, model, optimizer, puzzle_optimizer, stream, carry, total_steps(cfg, train_split), task,
-                      ema)
+                      cost, ema)
 
 
 # ---------------------------------------------------------------------------
@@ -440,7 +444,8 @@ def _eval_round(state: TrainState, test_split: Split, run: RunLog) -> dict[str, 
             views=t.eval_views, device=state.rt.device, dtype=state.rt.dtype,
             keep_examples=_IMAGES_PER_EVAL if run.writer is not None else 0,
         )
-    metrics = dict(result.metrics, step=state.step, eval_round=state.eval_round, epoch=state.stream.epoch)
+    metrics = dict(result.metrics, **spent(state.cost, state.step), eval_round=state.eval_round,
+                   epoch=state.stream.epoch)
     run.say(
         f"[eval] step {state.step} round {state.eval_round}: exact {metrics['exact_accuracy']:.4f} "
         f"token {metrics['token_accuracy']:.4f} q_halt {metrics['q_halt_accuracy']:.3f} "
@@ -548,7 +553,7 @@ def _rounds(state: TrainState, test_split: Split, run: RunLog, out: Path,
             run.record("train", state.step, metrics)
             run.sync(MIRROR_S)
             sums, window, started = {}, 0, time.monotonic()
-        if state.step % t.eval_interval == 0 or done:
+        if evaluates_at(state.cfg, state.cost, state.step, state.total_steps):
             last_eval = _eval_round(state, test_split, run)
             if t.checkpoint:  # never a checkpoint of broken weights: a resume would only repeat them
                 _check_finite(state)
@@ -577,16 +582,21 @@ def _advance(state: TrainState, rounds: Iterator) -> Any:
 
 
 # Counters every seed shares: reported once, with no spread.
-_SHARED = ("step", "eval_round", "epoch", "eval_questions", "eval_views", "ensemble_members")
+_SHARED = ("step", "samples", "flops", "eval_round", "epoch", "eval_questions", "eval_views", "ensemble_members",
+           "inference_flops")
 
 
 def over_seeds(per_seed: list[dict[str, float]]) -> dict[str, float]:
     """Each metric's mean over the seeds and `<metric>_std`, their sample standard deviation
-    (the seed-to-seed spread); shared counters once."""
+    (the seed-to-seed spread); an evaluation's standard error `<metric>_se` as the standard
+    error of that mean from the evaluations alone; shared counters once."""
     out: dict[str, float] = {}
     for key, value in per_seed[0].items():
         if key in _SHARED or not isinstance(value, (int, float)):
             out[key] = value
+            continue
+        if key.endswith("_se"):  # an evaluation's own standard error: that of the mean of R evaluations
+            out[key] = math.sqrt(sum(float(m[key]) ** 2 for m in per_seed)) / len(per_seed)
             continue
         values = torch.tensor([float(m[key]) for m in per_seed], dtype=torch.float64)
         out[key] = float(values.mean())

@@ -47,7 +47,7 @@ def test_reference_recipe_values():
         ("optim: {betas: [0.9]}", ["optim.betas", "a list"]),
         ("optim: {betas: [0.9, 1.5]}", ["optim.betas must both be in [0, 1)"]),
         ("model: {hidden_size: 30, num_heads: 4}", ["divisible"]),
-        ("train: {steps: 5, epochs: 3}", ["exactly one of train.steps and train.epochs"]),
+        ("train: {steps: 5, epochs: 3}", ["exactly one of train.steps, train.epochs, train.samples, train.flops"]),
         ("data: {sudoku: {size: 5}}", ["data.sudoku.size", "4, 6, 9"]),
         ("data: {sudoku: {difficulty: easy}}", ["data.sudoku.blanks"]),
         ("model: 3", ["'model' must be a mapping"]),
