@@ -39,7 +39,7 @@ def histories(experiment: Path, metric: str, tie_break: str | None = None,
     by start time. ASHA compares the metric, or with `tie_break` the rung score."""
     from hrm.search import RUNG_SCORE, with_rung_score
 
-    rung = (metric, tie_break, mode) if tie_break else None
+    rung = {"metric": metric, "tie_break": tie_break, "mode": mode, "rule": "mean", "z": 0.0} if tie_break else None
     trials = []
     for result in experiment.glob("*/result.json"):
         rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]

@@ -1,4 +1,4 @@
-"""The `hrm` console script: data build, train, eval, model-info, artifacts.
+"""The `hrm` console script: data build, train, eval, model-info, artifacts, report.
 
 Bad input ends with one line on stderr naming what was wrong and exit code 2.
 """
@@ -228,8 +228,8 @@ def _store(args: argparse.Namespace):
 def _cell(value) -> str:
     if value is None:
         return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
+    if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 1e7):
+        return f"{value:.4g}"  # a FLOP count reads as 2.048e+12
     if hasattr(value, "isoformat"):
         return value.isoformat(timespec="seconds")
     return str(value)
@@ -323,6 +323,22 @@ def _add_artifacts_cli(subparsers) -> None:
     p.set_defaults(func=_cmd_artifacts_verify)
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from hrm.report import write_report
+
+    report = write_report(args.root, args.experiment, args.out)
+    print(f"[report] {report['out']}/report.md")
+    return 0
+
+
+def _add_report_cli(subparsers) -> None:
+    p = subparsers.add_parser("report", help="what a search found and which differences are real at its noise")
+    p.add_argument("experiment", help="the experiment's name (tune.py --name; default there: the space's name)")
+    p.add_argument("--root", default="runs/tune", help="the search's storage: path or URI (default: runs/tune)")
+    p.add_argument("--out", help="report folder (default: <root>/<experiment>/report)")
+    p.set_defaults(func=_cmd_report)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="hrm", description="Hierarchical Reasoning Models")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -397,6 +413,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_data_build)
 
     _add_artifacts_cli(sub)
+    _add_report_cli(sub)
     return parser
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -16,8 +17,8 @@ from typing import Any
 from hrm.artifacts import ArtifactStore, check_name
 from hrm.cli import Parser, exit_now, make_parser  # exit_now: the jobs end through it too
 from hrm.config import Config, ConfigError, anchor_paths, int_at_least, load_config, to_dict
-from hrm.remote import check_storage, exists, is_uri
-from hrm.search import Budget, SearchSpace, hparams, with_rung_score
+from hrm.remote import check_storage, exists, is_uri, write_bytes
+from hrm.search import Budget, SearchSpace, describe, hparams, with_rung_score
 from hrm.space import load_space
 
 
@@ -135,7 +136,8 @@ def scale_kept(space: SearchSpace, name: str, storage: str,
     rows = store.table(name).to_pylist()
     device = "cuda" if space.budget.gpus_per_worker else "cpu"
     curves = run([(store.root, r["artifact_id"], space.store.scaling, device) for r in rows])
-    store.annotate(name, {r["artifact_id"]: {f"{space.metric}@mmax{m}": c[space.metric] for m, c in curve.items()}
+    store.annotate(name, {r["artifact_id"]: {f"{key}@mmax{m}": c[key] for m, c in curve.items()
+                                             for key in (space.metric, f"{space.metric}_se", "inference_flops") if key in c}
                           for r, curve in zip(rows, curves)})
     out = {f"{r['trial_id']}@{r['step']}": {m: c[space.metric] for m, c in curve.items()} for r, curve in zip(rows, curves)}
     _scaling_tensorboard(out, space.metric, f"{storage}/{name}/inference_scaling")
@@ -168,6 +170,24 @@ def _scaling_tensorboard(curves: dict[str, dict[int, float]], metric: str, remot
             fig.savefig(f"{tmp}/inference_scaling.png")
             writer.add_figure("inference_scaling/picture", fig)
         Mirror(tmp, remote).push()
+
+
+def write_space(space: SearchSpace, name: str, storage: str) -> None:
+    """`<storage>/<name>/space.json`: the space as `hrm report` reads it (`hrm.search.describe`)."""
+    write_bytes(f"{storage}/{name}/space.json", json.dumps(describe(space), indent=1, default=str).encode())
+
+
+def report_search(name: str, storage: str, log: Callable[[str], None]) -> str | None:
+    """The end-of-search report (`hrm.report.write_report`); its folder, or None when it failed.
+    A failure is one warning line: the search's results are stored already, and the line
+    says how to make the report again."""
+    from hrm.report import write_report
+
+    try:
+        return write_report(storage, name, log=log)["out"]
+    except (ConfigError, OSError, ValueError) as exc:
+        log(f"[tune] warning: the report failed ({exc}); rerun it with: hrm report {name} --root {storage}")
+        return None
 
 
 def make_private(*folders: str) -> None:

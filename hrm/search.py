@@ -18,9 +18,9 @@ configs and what a search reports. `hrm.space.load_space` reads and checks the f
   or the base value when the key is not sampled.
 - The validated base config (base file + overrides) travels inside `SearchSpace`
   (`base_config`), so `trial_config` needs no file on a Ray worker.
-- ASHA measures time in reported eval rounds (or steps), never wall clock: a trial
-  reports `total_rounds(cfg)` = ceil(train.steps / train.eval_interval) rounds (the
-  last step always evaluates).
+- ASHA measures time in reported eval rounds, steps or compute (samples, flops:
+  hrm.compute), never wall clock. A compute time_attr needs the trial's budget in the same
+  unit (train.samples or train.flops), so every trial evaluates and stops at the same compute.
 - `scheduler.tie_break` (e.g. token_accuracy) makes ASHA compare trials on `metric`
   first and the tie-break metric only where the metric ties: each report carries
   `rung_score` = metric + 1e-6 x tie-break (`with_rung_score`). Early in training pass@2
@@ -51,14 +51,19 @@ METRICS = ("exact_accuracy", "token_accuracy", "q_halt_accuracy", "pass@1", "pas
 MODES = ("max", "min")
 SCHEDULERS = ("asha", "fifo")
 SAMPLERS = ("tpe", "grid")
-TIME_ATTRS = ("eval_round", "step")
+# What ASHA counts time in: eval rounds, optimiser steps, or compute (samples: puzzle-segments
+# trained, every batch slot of every segment once; flops: the model's own training FLOPs).
+TIME_ATTRS = ("eval_round", "step", "samples", "flops")
+# How a rung compares trials that train several seeds (budget.seeds >= 2): the seeds' mean,
+# or the mean minus (lcb) / plus (ucb) rung_z standard errors of it (`rung_value`).
+RUNG_RULES = ("mean", "lcb", "ucb")
 # The key a trial reports for ASHA when the space has a tie-break, and the tie-break's
 # weight: every metric here lies in [0, 1] and moves in steps of 1/questions (1e-3 for
 # a thousand), so 1e-6 x [0, 1] orders equal values without reordering unequal ones.
 RUNG_SCORE = "rung_score"
 TIE_WEIGHT = 1e-6
 # Keys whose values decide how many eval rounds a trial reports.
-ROUND_KEYS = ("train.steps", "train.epochs", "train.eval_interval")
+ROUND_KEYS = ("train.steps", "train.epochs", "train.samples", "train.flops", "train.eval_interval")
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
 
 
@@ -66,12 +71,19 @@ def shipped_spaces() -> list[Path]:
     return sorted(SPACES_DIR.glob("*.yaml")) if SPACES_DIR.is_dir() else []
 
 
+def run_length(cfg: Config) -> dict[str, Any]:
+    """A run's last counters (eval_round, step, samples, flops: hrm.compute); None each for
+    an epoch budget, which needs the dataset to count."""
+    from hrm.compute import run_counters
+    from hrm.data.build import task_spec
+
+    spec = task_spec(cfg.data)
+    return run_counters(cfg, spec.seq_len, spec.vocab_size)
+
+
 def total_rounds(cfg: Config) -> int | None:
-    """Eval rounds a run of `cfg` reports (every eval_interval steps and at the end); None if unknown."""
-    t = cfg.train
-    if t.steps is None:
-        return None
-    return math.ceil(t.steps / t.eval_interval)
+    """Eval rounds a run of `cfg` reports (each eval_interval of its budget and at the end); None if unknown."""
+    return run_length(cfg)["eval_round"]
 
 
 def same(a: Any, b: Any) -> bool:
@@ -194,11 +206,16 @@ class Budget:
 class Scheduler:
     type: str = "asha"
     time_attr: str = "eval_round"
-    grace_period: AtLeast1 = 1
+    # In units of time_attr (for samples and flops, large numbers such as 1.2e13).
+    grace_period: Annotated[int | float, Range(gt=0)] = 1
     reduction_factor: Annotated[int, Range(ge=2)] = 2
-    max_t: AtLeast1 = 8
+    max_t: Annotated[int | float, Range(gt=0)] = 8
     # A metric that orders trials whose search metric ties at a rung (null: ties go on).
     tie_break: str | None = None
+    # With budget.seeds >= 2: what a rung compares (RUNG_RULES, `rung_value`); with one seed
+    # every rule is the metric itself.
+    rung_rule: str = "mean"
+    rung_z: Annotated[float, Range(ge=0)] = 1.0
 
     def __post_init__(self) -> None:
         checked(self, "scheduler", SpaceError)
@@ -209,9 +226,17 @@ class Scheduler:
             allowed = ", ".join(SCHEDULERS)
             raise SpaceError(f"scheduler.type must be one of {allowed}, got {self.type!r}{hint(self.type, SCHEDULERS)}")
         if self.time_attr not in TIME_ATTRS:
-            raise SpaceError(
-                f"scheduler.time_attr must be 'eval_round' or 'step' (counters a trial reports), got {self.time_attr!r}"
-            )
+            raise SpaceError(f"scheduler.time_attr must be one of {', '.join(TIME_ATTRS)} (counters a trial reports), "
+                             f"got {self.time_attr!r}{hint(self.time_attr, TIME_ATTRS)}")
+        if self.rung_rule not in RUNG_RULES:
+            raise SpaceError(f"scheduler.rung_rule must be one of {', '.join(RUNG_RULES)}, got {self.rung_rule!r}"
+                             f"{hint(self.rung_rule, RUNG_RULES)}")
+        if self.time_attr in ("eval_round", "step"):
+            for key in ("grace_period", "max_t"):
+                value = getattr(self, key)
+                if value != int(value) or value < 1:
+                    raise SpaceError(f"scheduler.{key} counts {self.time_attr}s: it must be a whole number >= 1, "
+                                     f"got {value:g}")
         if self.grace_period > self.max_t:
             raise SpaceError(f"scheduler.grace_period ({self.grace_period}) must be <= scheduler.max_t ({self.max_t})")
 
@@ -237,6 +262,18 @@ class Store:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Claim:
+    """A published comparison written as data: the setting `better` beats the setting `than`
+    (each: param name -> value, the rest of the trial equal) on the space's metric, by `by`
+    if given. `hrm.report` gives it a verdict: agrees, contradicts or not separable."""
+
+    better: tuple[tuple[str, Any], ...]
+    than: tuple[tuple[str, Any], ...]
+    by: float | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class SearchSpace:
     name: str
     source: str
@@ -252,6 +289,7 @@ class SearchSpace:
     budget: Budget = dataclasses.field(default_factory=Budget)
     scheduler: Scheduler = dataclasses.field(default_factory=Scheduler)
     store: Store = dataclasses.field(default_factory=Store)
+    claims: tuple[Claim, ...] = ()
     base_config: Config  # base file + overrides, validated
 
     def __post_init__(self) -> None:
@@ -288,24 +326,69 @@ class SearchSpace:
         return math.prod(len(v) for v in self.grid().values())
 
     @property
-    def rung_metric(self) -> str:
-        """What ASHA compares at its rungs: the metric, or `rung_score` with a tie-break."""
-        return RUNG_SCORE if self.scheduler.tie_break else self.metric
+    def noise_aware(self) -> bool:
+        """Whether ASHA's rungs compare a rule over the seeds rather than their mean."""
+        return self.budget.seeds >= 2 and self.scheduler.rung_rule != "mean"
 
     @property
-    def rung(self) -> tuple[str, str, str] | None:
-        """(metric, tie-break, mode) for `with_rung_score` in a trial, or None."""
-        return (self.metric, self.scheduler.tie_break, self.mode) if self.scheduler.tie_break else None
+    def rung_metric(self) -> str:
+        """What ASHA compares at its rungs: the metric, or `rung_score` with a tie-break or a
+        noise-aware rule."""
+        return RUNG_SCORE if self.rung is not None else self.metric
+
+    @property
+    def rung(self) -> dict[str, Any] | None:
+        """How a trial scores itself for ASHA (`with_rung_score`), or None: the metric alone."""
+        s = self.scheduler
+        if not s.tie_break and not self.noise_aware:
+            return None
+        return {"metric": self.metric, "tie_break": s.tie_break, "mode": self.mode,
+                "rule": s.rung_rule if self.noise_aware else "mean", "z": s.rung_z}
 
 
-def with_rung_score(rung: tuple[str, str, str] | list | None, metrics: dict[str, float]) -> dict[str, float]:
-    """`metrics` plus `rung_score` = metric + TIE_WEIGHT x tie-break (minus, for mode min),
-    when `rung` (`SearchSpace.rung`) is given and both metrics were reported."""
-    if not rung or rung[0] not in metrics or rung[1] not in metrics:
+def rung_value(rule: str, z: float, mean: float, std: float, seeds: int, mode: str = "max") -> float:
+    """What a rung compares for one trial: its seeds' mean (`mean`), or the mean moved by `z`
+    standard errors of it (std / sqrt(seeds)) against the trial (`lcb`: a noisy trial must
+    show more to be kept) or in its favour (`ucb`: a noisy trial is cut only when even its
+    optimistic bound is below the cutoff). Both move toward worse/better in `mode`'s sense."""
+    if rule == "mean" or seeds < 2:
+        return mean
+    se = z * std / math.sqrt(seeds)
+    toward_better = 1.0 if (rule == "ucb") == (mode == "max") else -1.0
+    return mean + toward_better * se
+
+
+def describe(space: SearchSpace) -> dict[str, Any]:
+    """The space as plain JSON (`space.json` beside a search's trials): what `hrm report`
+    needs to read the search without the file it came from."""
+    short = short_names(space)
+    params = [{"name": p.name, "short": short[p.name], "kind": p.kind,
+               "values": list(p.labels) if p.kind == "categorical" else (
+                   list(range(p.low, p.high + 1, p.step or 1)) if p.kind == "int" else None),
+               "low": p.low, "high": p.high} for p in space.params]
+    by_name = {p.name: p for p in space.params}
+
+    def labelled(setting: tuple) -> dict[str, Any]:  # values as params.json holds them (labels)
+        return {k: by_name[k].labels[[same(v, c) for c in by_name[k].choices].index(True)]
+                if by_name[k].kind == "categorical" else v for k, v in setting}
+
+    return {"name": space.name, "source": space.source, "metric": space.metric, "mode": space.mode,
+            "sampler": space.sampler, "seeds": space.budget.seeds,
+            "scheduler": dataclasses.asdict(space.scheduler), "params": params,
+            "claims": [{"better": labelled(c.better), "than": labelled(c.than), "by": c.by, "note": c.note}
+                       for c in space.claims]}
+
+
+def with_rung_score(rung: Mapping[str, Any] | None, metrics: dict[str, float]) -> dict[str, float]:
+    """`metrics` plus `rung_score` = `rung_value` of the metric + TIE_WEIGHT x tie-break (minus,
+    for mode min), when `rung` (`SearchSpace.rung`) is given and its metrics were reported."""
+    if not rung or rung["metric"] not in metrics or (rung["tie_break"] and rung["tie_break"] not in metrics):
         return metrics
-    metric, tie, mode = rung
+    metric, tie, mode = rung["metric"], rung["tie_break"], rung["mode"]
+    value = rung_value(rung["rule"], rung["z"], metrics[metric], metrics.get(f"{metric}_std", 0.0),
+                       int(metrics.get("seeds", 1)), mode)
     sign = 1.0 if mode == "max" else -1.0
-    return {**metrics, RUNG_SCORE: metrics[metric] + sign * TIE_WEIGHT * metrics[tie]}
+    return {**metrics, RUNG_SCORE: value + (sign * TIE_WEIGHT * metrics[tie] if tie else 0.0)}
 
 
 # ---------------------------------------------------------------------------
@@ -456,8 +539,11 @@ def trial_table(space: SearchSpace, trials: list[tuple[str, str, Mapping, Mappin
     from hrm.cli import format_table
 
     short = short_names(space)
+    # the metric, then its noise: the seeds' spread (std) and the evaluation's standard error (se)
     spread = [f"{space.metric}_std"] if space.budget.seeds > 1 else []
-    metrics = list(dict.fromkeys([space.metric, *spread, "pass@2", "exact_accuracy", "eval_round", "step"]))
+    noise = [f"{space.metric}_se"] if space.metric in ("exact_accuracy", "pass@1", "pass@2") else []
+    metrics = list(dict.fromkeys([space.metric, *spread, *noise, "pass@2", "exact_accuracy", "eval_round", "step",
+                                  space.scheduler.time_attr]))
     rows = []
     for trial_id, status, config, result in trials:
         stopped = status == "TERMINATED" and space.scheduler.stopped_early(result)

@@ -19,10 +19,9 @@ rules live in the dataclasses of `hrm.search`.
   the listed values. A key is an earlier param (order in the file matters, so cycles
   cannot happen) or a config key; a condition on a fixed key that can never hold is
   an error, and conditions on continuous params are refused (equality never holds).
-- ASHA's `scheduler.max_t` must be reachable: with `time_attr: eval_round` a trial
-  reports `total_rounds(cfg)` rounds. Params that change train.steps, train.epochs
-  or train.eval_interval are checked at their extreme values; epoch-based configs
-  cannot be counted without the dataset, so the check is skipped for them.
+- ASHA's `scheduler.max_t` must be reachable in its time_attr's unit (`run_length`).
+  Params that change the budget or train.eval_interval are checked at their extreme
+  values; epoch budgets cannot be counted without the dataset, so they are not checked.
 - `load_space(path, edits)` takes `key=value` edits of the file itself:
   `budget.num_samples=4`, `overrides.train.steps=100` (the rest of the key after
   `overrides.` is one dotted config key), `params.optim.lr.high=1e-2` (the longest
@@ -38,6 +37,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ from hrm.config import (
     from_dict,
     get_key,
     hint,
+    number,
     parse_override,
     read_yaml,
     to_dict,
@@ -61,6 +62,7 @@ from hrm.config import (
 )
 from hrm.search import (
     KINDS,
+    Claim,
     ROUND_KEYS,
     SPACES_DIR,
     Budget,
@@ -70,12 +72,14 @@ from hrm.search import (
     SpaceError,
     Store,
     member,
+    same,
     shipped_spaces,
-    total_rounds,
+    run_length,
 )
 
 TOP_KEYS = ("name", "base", "overrides", "metric", "mode", "seed", "sampler", "budget", "scheduler", "store",
-            "params")
+            "params", "claim")
+CLAIM_KEYS = ("better", "than", "by", "note")
 PARAM_KEYS = {
     "int": ("type", "low", "high", "step", "when"),
     "float": ("type", "low", "high", "step", "when"),
@@ -132,8 +136,9 @@ def _load(file: Path, src: str, raw: dict[str, Any]) -> SearchSpace:
         params.append(_param(name, raw["params"][name], params, names[i + 1:], base_dict))
 
     _check_families(params, fixed, base_dict)
+    claims = _claims(raw.get("claim"), params, base_dict)
     space = SearchSpace(source=src, base=str(base_path), overrides=tuple(fixed), params=tuple(params),
-                        base_config=base_config, **top, **sections)
+                        claims=claims, base_config=base_config, **top, **sections)
     _check_rounds(space, base_dict)
     return space
 
@@ -340,6 +345,53 @@ def _when(name: str, raw: Any, earlier: list[Param], later: list[str], base: dic
     return tuple(out)
 
 
+def _claims(raw: Any, params: list[Param], base: dict[str, Any]) -> tuple[Claim, ...]:
+    """`claim:` (one mapping or a list): {better: {param: value}, than: {param: value}, by: number,
+    note: text}; both settings name the same params of this space, with values they can take."""
+    if raw is None:
+        return ()
+    items = raw if isinstance(raw, list) else [raw]
+    by_name = {p.name: p for p in params}
+    out = []
+    for i, item in enumerate(items):
+        key = f"claim[{i}]" if isinstance(raw, list) else "claim"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{key}: must be a mapping like {{better: {{model.halt_max_steps: 2}}, "
+                              f"than: {{model.halt_max_steps: 1}}, by: 0.13}}, got {item!r}")
+        _check_keys(item, CLAIM_KEYS, key)
+        sides = [_claim_side(f"{key}.{side}", item.get(side), by_name, base) for side in ("better", "than")]
+        if [k for k, _ in sides[0]] != [k for k, _ in sides[1]]:
+            raise ConfigError(f"{key}: better and than must name the same params, got {[k for k, _ in sides[0]]} "
+                              f"and {[k for k, _ in sides[1]]}")
+        if all(same(a, b) for (_, a), (_, b) in zip(*sides)):
+            raise ConfigError(f"{key}: better and than are the same setting")
+        by = item.get("by")
+        if by is not None and (number(by) is None or not math.isfinite(float(number(by))) or float(number(by)) < 0):
+            raise ConfigError(f"{key}.by: must be a number >= 0 (the claimed gain in the metric), got {by!r}")
+        note = item.get("note", "")
+        if not isinstance(note, str):
+            raise ConfigError(f"{key}.note: must be a string, got {note!r}")
+        out.append(Claim(better=sides[0], than=sides[1], by=None if by is None else float(number(by)), note=note))
+    return tuple(out)
+
+
+def _claim_side(key: str, raw: Any, by_name: dict[str, Param], base: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{key}: missing or not a mapping of searched params to values (e.g. "
+                          f"{{model.halt_max_steps: 2}}), got {raw!r}")
+    out = []
+    for name, value in sorted(raw.items()):
+        p = by_name.get(name)
+        if p is None:
+            raise ConfigError(f"{key}.{name}: not a param of this space{hint(str(name), by_name)} "
+                              f"(params: {', '.join(by_name)})")
+        canon = _canonical(f"{key}.{name}", base, name, value)
+        if p.kind in ("int", "categorical") and not p.takes(canon):
+            raise ConfigError(f"{key}.{name}: {value!r} is not a value the param takes ({p.describe()})")
+        out.append((name, canon))
+    return tuple(out)
+
+
 def _check_families(params: list[Param], fixed: list[tuple[str, Any]], base: dict[str, Any]) -> None:
     """A family-specific model key (hrm.config.FAMILY_KEYS) that the space sets, fixed or
     sampled, must apply to every family its trials can have: the arch param's choices
@@ -368,9 +420,17 @@ def arch_misfit_any(archs: Any, key: str) -> str | None:
 
 
 def _check_rounds(space: SearchSpace, base: dict[str, Any]) -> None:
+    """ASHA's max_t must be reachable by every trial, in its time_attr's unit; a compute
+    time_attr needs the budget in that unit (trials of different cost per step would end
+    at different compute otherwise)."""
     s = space.scheduler
     if s.type != "asha":
         return
+    unit = space.base_config.train.unit
+    if s.time_attr in ("samples", "flops") and unit != s.time_attr:
+        raise ConfigError(f"scheduler.time_attr: {s.time_attr} needs the trials' budget in {s.time_attr} "
+                          f"(train.{s.time_attr}, with train.{space.base_config.train.unit}s: null), got a "
+                          f"train.{'steps' if unit == 'step' else 'epochs' if unit == 'epoch' else unit} budget")
     options = [[(p.name, v) for v in (p.choices if p.kind == "categorical" else (p.low, p.high))]
                for p in space.params if p.name in ROUND_KEYS]
     for combo in itertools.product(*options):
@@ -378,12 +438,17 @@ def _check_rounds(space: SearchSpace, base: dict[str, Any]) -> None:
             cfg = with_values(base, combo)
         except ConfigError:
             continue
-        t, rounds = cfg.train, total_rounds(cfg)
-        if rounds is None:
+        t, reach = cfg.train, run_length(cfg)[s.time_attr]
+        if reach is None or reach >= s.max_t:
             continue
-        if s.time_attr == "eval_round" and rounds < s.max_t:
+        if s.time_attr == "eval_round":
             raise ConfigError(
-                f"scheduler.max_t: {s.max_t} is more eval rounds than a trial reports ({rounds} = "
-                f"ceil(train.steps {t.steps} / train.eval_interval {t.eval_interval})); ASHA would never reach max_t")
-        if s.time_attr == "step" and t.steps < s.max_t:
-            raise ConfigError(f"scheduler.max_t: {s.max_t} is more steps than a trial runs (train.steps {t.steps})")
+                f"scheduler.max_t: {s.max_t} is more eval rounds than a trial reports ({reach}: one per "
+                f"train.eval_interval ({t.eval_interval:g}) of its train.{_budget_key(t)} ({t.budget:g}) and one at "
+                "the end); ASHA would never reach max_t")
+        raise ConfigError(f"scheduler.max_t: {s.max_t:g} is more {s.time_attr} than a trial trains "
+                          f"({reach:g}, train.{_budget_key(t)} {t.budget:g}); ASHA would never reach max_t")
+
+
+def _budget_key(t: Any) -> str:
+    return {"step": "steps", "epoch": "epochs"}.get(t.unit, t.unit)

@@ -17,7 +17,7 @@ import sys
 import time
 
 from hrm.config import ConfigError
-from hrm.jobs import exit_now, make_private, scale_kept, scaling_of, search_args
+from hrm.jobs import exit_now, make_private, report_search, scale_kept, scaling_of, search_args, write_space
 from hrm.remote import ObjectJournal
 from hrm.search import SearchSpace, define_by_run, search_summary
 
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if owns_ray is None:
         return 2
     make_private(storage, f"{storage}/{name}")
+    write_space(space, name, storage)
     try:
         print(f"[tune] experiment {name}: {space.budget.num_samples} trials of {space.base}, "
               f"metric {space.metric} ({space.mode}), storage {storage}", flush=True)
@@ -85,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if owns_ray:
             ray.shutdown()
+    summary["report"] = report_search(name, storage, lambda m: print(m, flush=True))
     summary["seconds"] = round(time.monotonic() - start, 1)
     print("[tune] done: " + json.dumps(summary, default=str, indent=1), flush=True)
-    return 0 if summary["errors"] == 0 else 1
+    return 0 if summary["errors"] == 0 and summary["report"] else 1
 
 
 if __name__ == "__main__":

@@ -150,7 +150,7 @@ P = "base: quickstart\nparams:\n  "
         ("metric: pass@3\n" + OK, ["metric: must be a metric training reports", "got 'pass@3'"]),
         ("mode: maximize\n" + OK, ["mode: must be 'max' or 'min'"]),
         ("scheduler: {type: hyperband}\n" + OK, ["scheduler.type must be one of asha, fifo"]),
-        ("scheduler: {time_attr: training_iteration}\n" + OK, ["scheduler.time_attr", "'eval_round' or 'step'"]),
+        ("scheduler: {time_attr: training_iteration}\n" + OK, ["scheduler.time_attr", "one of eval_round, step, samples, flops"]),
         ("scheduler: {grace_period: 5, max_t: 4}\n" + OK,
          ["scheduler.grace_period (5) must be <= scheduler.max_t (4)"]),
         ("scheduler: {reduction_factor: 1}\n" + OK, ["scheduler.reduction_factor must be >= 2"]),
@@ -174,7 +174,26 @@ P = "base: quickstart\nparams:\n  "
         ("budget: {num_samples: many}\n" + OK, ["'budget.num_samples' must be an integer", "'many'"]),
         ("scheduler: {max_t: 9}\n" + OK, ["scheduler.max_t", "9 is more eval rounds than a trial reports (8"]),
         ("scheduler: {max_t: 3}\n" + P + "train.steps: {type: int, low: 100, high: 800}",
-         ["scheduler.max_t", "(1 = ceil(train.steps 100 / train.eval_interval 100))"]),
+         ["scheduler.max_t", "(1: one per train.eval_interval (100) of its train.steps (100)"]),
+        ("scheduler: {time_attr: flops, max_t: 1.0e9}\n" + OK,
+         ["scheduler.time_attr: flops needs the trials' budget in flops (train.flops, with train.steps: null)"]),
+        ("scheduler: {time_attr: samples, grace_period: 100, max_t: 1.0e9}\noverrides: {train.steps: null, "
+         "train.samples: 6400, train.eval_interval: 1600}\n" + OK,
+         ["scheduler.max_t: 1e+09 is more samples than a trial trains (6400, train.samples 6400)"]),
+        ("scheduler: {time_attr: step, max_t: 2.5}\n" + OK, ["scheduler.max_t counts steps: it must be a whole number"]),
+        ("claim: [1]\n" + OK, ["claim[0]: must be a mapping like"]),
+        ("claim: {better: {model.H_cycles: 2}}\n" + OK, ["claim.than: missing or not a mapping"]),
+        ("claim: {better: {model.H_cycles: 9}, than: {model.H_cycles: 1}}\n" + OK,
+         ["claim.better.model.H_cycles: 9 is not a value the param takes (1..3, step 1)"]),
+        ("claim: {better: {model.H_cyclez: 2}, than: {model.H_cycles: 1}}\n" + OK,
+         ["claim.better.model.H_cyclez: not a param of this space", "did you mean 'model.H_cycles'"]),
+        ("claim: {better: {model.H_cycles: 2}, than: {model.H_cycles: 1}, by: -3}\n" + OK,
+         ["claim.by: must be a number >= 0"]),
+        ("claim: {better: {model.H_cycles: 2}, than: {model.H_cycles: 2}}\n" + OK,
+         ["claim: better and than are the same setting"]),
+        ("claim: {better: {model.H_cycles: 2}, than: {model.H_cycles: 1}, by: 0.1, source: x}\n" + OK,
+         ["unknown key 'claim.source'"]),
+        ("scheduler: {rung_rule: median}\n" + OK, ["scheduler.rung_rule must be one of mean, lcb, ucb", "'median'"]),
         ("overrides: {train.stepz: 3}\n" + OK, ["overrides.train.stepz", "did you mean 'steps'"]),
         ("overrides: {model.H_cycles: 3}\n" + OK, ["params.model.H_cycles", "also fixed in overrides"]),
         ("params: [1, 2\n", ["not valid YAML"]),
@@ -235,11 +254,13 @@ def test_rung_score_orders_by_metric_then_tie_break(tmp_path):
     from hrm.search import RUNG_SCORE, with_rung_score
 
     space = load_space(str(write(tmp_path, "scheduler: {tie_break: token_accuracy}\n" + OK, "s.yaml")))
-    assert space.rung_metric == RUNG_SCORE and space.rung == ("pass@2", "token_accuracy", "max")
+    assert space.rung_metric == RUNG_SCORE and space.rung == {"metric": "pass@2", "tie_break": "token_accuracy",
+                                                              "mode": "max", "rule": "mean", "z": 1.0}
     score = lambda p2, tok: with_rung_score(space.rung, {"pass@2": p2, "token_accuracy": tok})[RUNG_SCORE]
     assert score(0.0, 0.9) > score(0.0, 0.8)  # a tie on pass@2: tokens decide
     assert score(0.001, 0.0) > score(0.0, 1.0)  # one question in a thousand outweighs every token
-    assert with_rung_score(("pass@2", "token_accuracy", "min"), {"pass@2": 0.0, "token_accuracy": 1.0})[RUNG_SCORE] < 0
+    low = {**space.rung, "mode": "min"}
+    assert with_rung_score(low, {"pass@2": 0.0, "token_accuracy": 1.0})[RUNG_SCORE] < 0
     assert with_rung_score(space.rung, {"pass@2": 0.5}) == {"pass@2": 0.5}  # a report without it: unchanged
     assert load_space(str(write(tmp_path, OK, "plain.yaml"))).rung_metric == "pass@2"
 
@@ -415,3 +436,17 @@ def test_job_arguments_are_checked_before_ray(tmp_path, monkeypatch):
         train_args(["--config", "quickstart", "--num-workers", "3"])
     with pytest.raises(ConfigError, match="budget.cpus_per_worker must be >= 0"):
         train_args(["--config", "quickstart", "--cpus-per-worker", "-1"])
+
+
+def test_a_claim_is_data_the_report_reads(tmp_path):
+    from hrm.search import describe
+
+    text = ("claim:\n  better: {model.halt_max_steps: 4}\n  than: {model.halt_max_steps: 2}\n  by: 0.13\n"
+            "  note: published on ARC\n" + P + "model.halt_max_steps: {type: categorical, choices: [2, 4]}\n")
+    space = load_space(str(write(tmp_path, text)))
+    claim = space.claims[0]
+    assert claim.better == (("model.halt_max_steps", 4),) and claim.than == (("model.halt_max_steps", 2),)
+    record = describe(space)
+    assert record["claims"] == [{"better": {"model.halt_max_steps": 4}, "than": {"model.halt_max_steps": 2},
+                                 "by": 0.13, "note": "published on ARC"}]
+    assert record["params"][0]["values"] == [2, 4] and record["scheduler"]["time_attr"] == "eval_round"
