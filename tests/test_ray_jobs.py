@@ -125,11 +125,13 @@ def test_a_mixed_family_search_with_seeds_runs_end_to_end(local_ray, tmp_path, c
 
     storage = tmp_path / "storage"
     monkeypatch.chdir(tmp_path)
-    small = {"model.hidden_size": 32, "data.num_train": 100, "data.num_test": 20, "train.steps": 20,
-             "train.eval_interval": 10, "train.eval_samples": 20, "train.log_interval": 10}
+    # the 2/2-cycle HRM's 20 steps at hidden 32 (4.7e9 FLOPs a step), evaluated twice
+    small = {"model.hidden_size": 32, "data.num_train": 100, "data.num_test": 20, "train.flops": 9.4e10,
+             "train.eval_interval": 4.7e10, "train.eval_samples": 20, "train.log_interval": 10}
     code = tune.main(["--space", "families", "--storage", str(storage), "--name", "fam",
                       *[a for k, v in small.items() for a in ("--set", f"overrides.{k}={v}")],
-                      "--set", "scheduler.max_t=2", "--set", "budget.num_samples=4",
+                      "--set", "scheduler.max_t=9.4e10", "--set", "scheduler.grace_period=4.7e10",
+                      "--set", "budget.num_samples=4",
                       "--set", "budget.max_concurrent_trials=1", "--set", "budget.cpus_per_worker=1"])
     out = capsys.readouterr().out
     assert code == 0, out[-3000:]

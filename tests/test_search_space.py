@@ -12,8 +12,8 @@ import pytest
 optuna = pytest.importorskip("optuna")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-from hrm.config import ConfigError, load_config  # noqa: E402
-from hrm.search import (SPACES_DIR, SpaceError, define_by_run, hparams, shipped_spaces, total_rounds,  # noqa: E402
+from hrm.config import ConfigError, load_config, to_dict, with_values  # noqa: E402
+from hrm.search import (SPACES_DIR, SpaceError, define_by_run, hparams, run_length, shipped_spaces, total_rounds,  # noqa: E402
                         trial_config)
 from hrm.space import load_space  # noqa: E402
 
@@ -68,7 +68,10 @@ def test_shipped_spaces_load_and_sample():
     for path in shipped_spaces():
         space = load_space(path)
         assert space.name == path.stem
-        assert total_rounds(space.base_config) == space.scheduler.max_t
+        # ASHA's max_t is the trial's whole budget in its time_attr (eval rounds or FLOPs)
+        assert run_length(space.base_config)[space.scheduler.time_attr] >= space.scheduler.max_t
+        if space.scheduler.time_attr == "flops":
+            assert space.base_config.train.unit == "flops"
         for point in tpe_points(space, 2, seed=1):
             cfg = trial_config(space, point)
             for key, value in hparams(space, point).items():
@@ -87,7 +90,8 @@ def test_ablation_spaces_are_grids_that_fit_the_cpu_budget():
                                         "ablation_gradient"}
     for s in spaces:
         assert s.sampler == "grid" and s.budget.num_samples == s.grid_size and s.scheduler.type == "fifo"
-        assert s.grid_size * s.budget.seeds <= 20 and s.base_config.train.steps == 300
+        # at equal compute: every setting of a grid trains the same FLOP budget
+        assert s.grid_size * s.budget.seeds <= 20 and s.base_config.train.flops == 1.2e13
     readme = (folder / "README.md").read_text()
     assert all(f"`{s.source.split('/')[-1]}`" in readme for s in spaces)
     families = load_space("families")
@@ -98,7 +102,9 @@ def test_ablation_spaces_are_grids_that_fit_the_cpu_budget():
 
 def test_quickstart_space_is_a_short_cpu_search():
     space = load_space("quickstart")  # shipped name works too
-    assert space.base_config.train.steps * space.budget.num_samples <= 1500
+    # at most 5 trials of what the 2/2-cycle model trains in 300 steps
+    per_step = run_length(with_values(to_dict(space.base_config), [("train.flops", None), ("train.steps", 1)]))
+    assert space.base_config.train.flops * space.budget.num_samples <= 1500 * per_step["flops"]
     b = space.budget
     assert b.gpus_per_worker == 0 and b.in_trial  # each trial trains in its own process
     assert b.max_concurrent_trials * (b.num_workers * b.cpus_per_worker + b.trainable_cpus) <= 2
@@ -392,12 +398,12 @@ def test_store_section_and_what_the_user_watches(tmp_path):
                                  "params.train.seed={type: int, low: 0, high: 3}"])
     assert short_names(clash)["data.seed"] == "data.seed" and short_names(clash)["train.seed"] == "train.seed"
 
-    s = space.scheduler  # smoke: ASHA with max_t 3
-    assert s.stopped_early({"eval_round": 1}) and not s.stopped_early({"eval_round": 3})
-    assert not load_space("smoke", ["scheduler.type=fifo"]).scheduler.stopped_early({"eval_round": 1})
+    s = space.scheduler  # smoke: ASHA in FLOPs, max_t 3.6e10
+    assert s.stopped_early({"flops": 1.2e10}) and not s.stopped_early({"flops": 3.6e10})
+    assert not load_space("smoke", ["scheduler.type=fifo"]).scheduler.stopped_early({"flops": 1.2e10})
     table = trial_table(space, [
-        ("t1", "TERMINATED", {"model.H_cycles": 2, "optim.lr": 1e-3}, {"token_accuracy": 0.5, "eval_round": 1}),
-        ("t2", "TERMINATED", {"model.H_cycles": 1}, {"token_accuracy": 0.9, "eval_round": 3}),
+        ("t1", "TERMINATED", {"model.H_cycles": 2, "optim.lr": 1e-3}, {"token_accuracy": 0.5, "flops": 1.2e10}),
+        ("t2", "TERMINATED", {"model.H_cycles": 1}, {"token_accuracy": 0.9, "flops": 3.6e10}),
         ("t3", "PENDING", {}, {}),
     ]).splitlines()
     assert table[0].split()[:3] == ["trial", "status", "H_cycles"] and "token_accuracy" in table[0]
