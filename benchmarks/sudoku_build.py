@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from hrm.data import sudoku, sudoku_rating  # noqa: E402
+from hrm.data import sudoku, sudoku_grid, sudoku_rating, sudoku_solver  # noqa: E402
 
 FAMOUS = {
     "newspaper (Wikipedia's example)": "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79",
@@ -44,7 +44,7 @@ def grid(text: str) -> np.ndarray:
 
 
 def held_out(puzzle: np.ndarray, n: int, params: np.ndarray) -> float:
-    return float(np.mean([sudoku_rating.search(sudoku.apply_aug(puzzle, p, n), n)[1] for p in params]))
+    return float(np.mean([sudoku_rating.search(sudoku_grid.apply_aug(puzzle, p, n), n)[1] for p in params]))
 
 
 def kernel_ms(puzzle: np.ndarray, repeat: int) -> float:
@@ -93,7 +93,7 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     puzzles = [p for p, _, _ in made]
     ratings = np.array([r for _, _, r in made])
-    other = np.stack([sudoku.random_aug(n, np.random.default_rng(10_000 + i)) for i in range(8)])
+    other = np.stack([sudoku_grid.random_aug(n, np.random.default_rng(10_000 + i)) for i in range(8)])
     top95 = [grid(line) for line in TOP95.read_text().split()]
     out = {
         "n": n, "difficulty": args.difficulty, "count": args.count, "workers": args.workers,
@@ -109,7 +109,7 @@ def main() -> None:
                       "python": python_kernel_ms(FAMOUS["AI Escargot (Inkala 2006)"])},
     }
     if args.check:
-        out["all_unique"] = all(sudoku.count_solutions(p, n) == 1 for p in puzzles)
+        out["all_unique"] = all(sudoku_solver.count_solutions(p, n) == 1 for p in puzzles)
     print(json.dumps(out))
 
 

@@ -109,7 +109,7 @@ class TaskEval:
         return np.arange(self.num_questions())
 
     def views(self, questions: np.ndarray, num_views: int, seed: int) -> Views:
-        from hrm.data import sudoku
+        from hrm.data import sudoku_grid as sudoku
 
         cols = self.split.columns
         rng = np.random.default_rng([seed, 1])
@@ -140,7 +140,7 @@ class TaskEval:
         )
 
     def answers(self, preds: np.ndarray, aug: np.ndarray) -> list[bytes]:
-        from hrm.data import sudoku
+        from hrm.data import sudoku_grid as sudoku
 
         digits = np.clip(preds.astype(np.int64) - 1, 0, self.n)
         inv = sudoku.invert_aug(aug, self.n)

@@ -35,7 +35,7 @@ def sudoku_image(inputs: np.ndarray, labels: np.ndarray, preds: np.ndarray, cell
     from PIL import Image, ImageDraw
 
     n = int(round(len(inputs) ** 0.5))
-    from hrm.data.sudoku import box_shape
+    from hrm.data.sudoku_grid import box_shape
 
     br, bc = box_shape(n)
     img = Image.new("RGB", (n * cell + 1, n * cell + 1), _WHITE)

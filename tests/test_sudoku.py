@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from hrm.data import sudoku as S
+from hrm.data import sudoku_csv as C
+from hrm.data import sudoku_grid as G
+from hrm.data import sudoku_solver as V
 from hrm.data import sudoku_rating as R
 
 # Arto Inkala's "world's hardest Sudoku" (2012) and its unique solution.
@@ -25,54 +28,54 @@ def text(g: np.ndarray) -> str:
 
 
 def test_box_shape():
-    assert [S.box_shape(n) for n in S.SIZES] == [(2, 2), (2, 3), (3, 3)]
+    assert [G.box_shape(n) for n in G.SIZES] == [(2, 2), (2, 3), (3, 3)]
     with pytest.raises(ValueError, match=r"\(4, 6, 9\)"):
-        S.box_shape(5)
+        G.box_shape(5)
 
 
 def test_solver_known_hard_puzzle():
-    res = S.solve(grid(INKALA), 9)
+    res = V.solve(grid(INKALA), 9)
     assert [text(s) for s in res.solutions] == [INKALA_SOL]  # limit=2 but only one exists
     assert res.backtracks > 0
     assert res.solutions[0].dtype == np.uint8
-    assert S.is_valid_solution(res.solutions[0], 9)
-    assert S.count_solutions(grid(INKALA), 9) == 1
+    assert G.is_valid_solution(res.solutions[0], 9)
+    assert V.count_solutions(grid(INKALA), 9) == 1
 
 
 def test_count_solutions_two_and_zero():
     sol = grid("1234341221434321")
-    assert S.is_valid_solution(sol, 4)
+    assert G.is_valid_solution(sol, 4)
     two = sol.copy()
     two[[0, 2, 4, 6]] = 0  # a 1/3 rectangle over two boxes: the digits can swap
-    assert S.count_solutions(two, 4, limit=10) == 2
+    assert V.count_solutions(two, 4, limit=10) == 2
     bad = grid(INKALA)
     bad[1] = 8  # a second 8 in the first row
-    assert S.count_solutions(bad, 9) == 0
-    assert S.solve(bad, 9).solutions == []
+    assert V.count_solutions(bad, 9) == 0
+    assert V.solve(bad, 9).solutions == []
 
 
 def test_solve_stops_at_limit_and_checks_input():
-    res = S.solve(np.zeros(16, np.uint8), 4, limit=5)
+    res = V.solve(np.zeros(16, np.uint8), 4, limit=5)
     assert len(res.solutions) == 5
     assert len({text(s) for s in res.solutions}) == 5
-    assert all(S.is_valid_solution(s, 4) for s in res.solutions)
+    assert all(G.is_valid_solution(s, 4) for s in res.solutions)
     with pytest.raises(ValueError):
-        S.solve(np.zeros(15, np.uint8), 4)
+        V.solve(np.zeros(15, np.uint8), 4)
     with pytest.raises(ValueError):
-        S.solve(np.full(16, 7, np.uint8), 4)
+        V.solve(np.full(16, 7, np.uint8), 4)
 
 
 def test_is_valid_solution_rejects():
     sol = grid(INKALA_SOL)
-    assert S.is_valid_solution(sol, 9)
+    assert G.is_valid_solution(sol, 9)
     for bad in (grid(INKALA), np.roll(sol, 1), np.where(sol == 9, 10, sol).astype(np.uint8), sol[:80]):
-        assert not S.is_valid_solution(bad, 9)
+        assert not G.is_valid_solution(bad, 9)
 
 
 def test_order_breaks_ties_only():
     rng = np.random.default_rng(0)
     for _ in range(3):
-        res = S.solve(grid(INKALA), 9, order=rng.permutation(81))
+        res = V.solve(grid(INKALA), 9, order=rng.permutation(81))
         assert [text(s) for s in res.solutions] == [INKALA_SOL]
 
 
@@ -82,24 +85,24 @@ def test_order_breaks_ties_only():
 def check_puzzle(puzzle, solution, n):
     assert puzzle.shape == solution.shape == (n * n,)
     assert puzzle.dtype == solution.dtype == np.uint8
-    assert S.is_valid_solution(solution, n)
+    assert G.is_valid_solution(solution, n)
     given = puzzle > 0
     assert (puzzle[given] == solution[given]).all()
-    res = S.solve(puzzle, n, limit=2)
+    res = V.solve(puzzle, n, limit=2)
     assert len(res.solutions) == 1
     assert (res.solutions[0] == solution).all()
 
 
-@pytest.mark.parametrize("n", S.SIZES)
+@pytest.mark.parametrize("n", G.SIZES)
 def test_random_solution_valid_and_seeded(n):
-    a = [S.random_solution(n, np.random.default_rng(s)) for s in range(5)]
-    b = [S.random_solution(n, np.random.default_rng(s)) for s in range(5)]
-    assert all(S.is_valid_solution(g, n) for g in a)
+    a = [V.random_solution(n, np.random.default_rng(s)) for s in range(5)]
+    b = [V.random_solution(n, np.random.default_rng(s)) for s in range(5)]
+    assert all(G.is_valid_solution(g, n) for g in a)
     assert all((x == y).all() for x, y in zip(a, b))
     assert len({text(g) for g in a}) > 1
 
 
-@pytest.mark.parametrize("n", S.SIZES)
+@pytest.mark.parametrize("n", G.SIZES)
 @pytest.mark.parametrize("difficulty", ["easy", "minimal", "hard"])
 def test_generated_puzzles_unique(n, difficulty):
     blanks = n * n // 2
@@ -120,7 +123,7 @@ def test_minimal_puzzles_are_minimal(n):
     for c in np.flatnonzero(p):
         q = p.copy()
         q[c] = 0
-        assert S.count_solutions(q, n) == 2
+        assert V.count_solutions(q, n) == 2
 
 
 def test_generate_rejects_bad_arguments():
@@ -175,7 +178,7 @@ def test_rating_sees_hidden_singles():
     p = grid(NEWSPAPER)
     assert R.search(p, 9)[1] == 0
     hidden_only = [q for q in (S.generate(9, np.random.default_rng(s), "minimal")[0] for s in range(6))
-                   if R.search(q, 9)[1] == 0 and S.solve(q, 9).backtracks > 0]
+                   if R.search(q, 9)[1] == 0 and V.solve(q, 9).backtracks > 0]
     assert hidden_only, "expected a minimal puzzle that only hidden singles solve without guessing"
 
 
@@ -219,50 +222,50 @@ def test_hard_generator_reaches_extreme_grade_on_a_small_set():
 # ----------------------------------------------------------------------------- augmentation
 
 
-@pytest.mark.parametrize("n", S.SIZES)
+@pytest.mark.parametrize("n", G.SIZES)
 def test_augmentation_roundtrip_and_validity(n):
     rng = np.random.default_rng(n)
-    sols = np.stack([S.random_solution(n, rng) for _ in range(8)])
+    sols = np.stack([V.random_solution(n, rng) for _ in range(8)])
     puzzle, solution, _ = S.generate(n, rng, "minimal")
-    ident = S.identity_aug(n)
+    ident = G.identity_aug(n)
     assert ident.dtype == np.int16 and ident.shape == (3 * n + 2,)
-    assert (S.apply_aug(sols, ident, n) == sols).all()
+    assert (G.apply_aug(sols, ident, n) == sols).all()
     flags = []
     for _ in range(200):
-        p = S.random_aug(n, rng)
+        p = G.random_aug(n, rng)
         assert p.dtype == np.int16 and p.shape == (3 * n + 2,) and p[0] == 0
         flags.append(p[n + 1])
-        inv = S.invert_aug(p, n)
-        assert (S.invert_aug(inv, n) == p).all()
-        out = S.apply_aug(sols, p, n)  # batch, one transform
+        inv = G.invert_aug(p, n)
+        assert (G.invert_aug(inv, n) == p).all()
+        out = G.apply_aug(sols, p, n)  # batch, one transform
         assert out.dtype == np.uint8 and out.shape == sols.shape
-        assert all(S.is_valid_solution(g, n) for g in out)
-        assert (S.apply_aug(out, inv, n) == sols).all()
-        assert (S.apply_aug(S.apply_aug(sols[0], p, n), inv, n) == sols[0]).all()
+        assert all(G.is_valid_solution(g, n) for g in out)
+        assert (G.apply_aug(out, inv, n) == sols).all()
+        assert (G.apply_aug(G.apply_aug(sols[0], p, n), inv, n) == sols[0]).all()
     flags = np.array(flags)
     if n == 6:
         assert (flags == 0).all()  # a transpose would turn 2x3 boxes into 3x2
     else:
         assert 0 < flags.mean() < 1
     # a unique puzzle stays unique, with the transformed solution, blanks stay blank
-    p = S.random_aug(n, rng)
-    aug_p, aug_s = S.apply_aug(puzzle, p, n), S.apply_aug(solution, p, n)
+    p = G.random_aug(n, rng)
+    aug_p, aug_s = G.apply_aug(puzzle, p, n), G.apply_aug(solution, p, n)
     assert ((aug_p == 0).sum()) == (puzzle == 0).sum()
     check_puzzle(aug_p, aug_s, n)
 
 
 def test_augmentation_per_row_params():
     n, rng = 9, np.random.default_rng(3)
-    sols = np.stack([S.random_solution(n, rng) for _ in range(4)])
-    params = np.stack([S.random_aug(n, rng) for _ in range(4)])
-    out = S.apply_aug(sols, params, n)
+    sols = np.stack([V.random_solution(n, rng) for _ in range(4)])
+    params = np.stack([G.random_aug(n, rng) for _ in range(4)])
+    out = G.apply_aug(sols, params, n)
     for i in range(4):
-        assert (out[i] == S.apply_aug(sols[i], params[i], n)).all()
-    assert (S.apply_aug(out, S.invert_aug(params, n), n) == sols).all()
+        assert (out[i] == G.apply_aug(sols[i], params[i], n)).all()
+    assert (G.apply_aug(out, G.invert_aug(params, n), n) == sols).all()
     with pytest.raises(ValueError):
-        S.apply_aug(sols, params[:3], n)
+        G.apply_aug(sols, params[:3], n)
     with pytest.raises(ValueError):
-        S.apply_aug(sols, params[0, :-1], n)
+        G.apply_aug(sols, params[0, :-1], n)
 
 
 def test_augmentation_matches_definition():
@@ -271,16 +274,16 @@ def test_augmentation_matches_definition():
     p = np.array([0, 2, 3, 4, 1, 1, 1, 0, 3, 2, 2, 3, 0, 1], np.int16)
     y = g.T
     want = np.array([[p[y[p[6 + r], p[10 + c]]] for c in range(4)] for r in range(4)])
-    assert (S.apply_aug(g.ravel().astype(np.uint8), p, n) == want.ravel()).all()
+    assert (G.apply_aug(g.ravel().astype(np.uint8), p, n) == want.ravel()).all()
 
 
-@pytest.mark.parametrize("n", S.SIZES)
+@pytest.mark.parametrize("n", G.SIZES)
 def test_signature_is_augmentation_invariant(n):
     rng = np.random.default_rng(0)
     p, _, _ = S.generate(n, rng, "minimal")
-    sig = S.signature(p, n)
+    sig = G.signature(p, n)
     for _ in range(50):
-        assert S.signature(S.apply_aug(p, S.random_aug(n, rng), n), n) == sig
+        assert G.signature(G.apply_aug(p, G.random_aug(n, rng), n), n) == sig
 
 
 # ----------------------------------------------------------------------------- CSV
@@ -294,7 +297,7 @@ def test_read_csv_roundtrip(tmp_path):
     q = INKALA.replace("0", ".")
     rows = [("hard,set", q, INKALA_SOL, "7"), ("easy", INKALA_SOL, INKALA_SOL, "0"), ("x", INKALA, INKALA_SOL, "2.5")]
     write_csv(tmp_path / "a.csv", rows)
-    puzzles, sols, ratings, sources = S.read_csv(tmp_path / "a.csv")
+    puzzles, sols, ratings, sources = C.read_csv(tmp_path / "a.csv")
     assert puzzles.shape == sols.shape == (3, 81) and puzzles.dtype == sols.dtype == np.uint8
     assert ratings.dtype == np.float32 and ratings.tolist() == [7.0, 0.0, 2.5]
     assert sources == ["hard,set", "easy", "x"]
@@ -317,13 +320,13 @@ def test_read_csv_rejects_malformed(tmp_path, question, answer, rating, match):
     good = ("ok", INKALA, INKALA_SOL, "1")
     write_csv(tmp_path / "bad.csv", [good, good, ("bad", question, answer, rating), good])
     with pytest.raises(ValueError, match=rf"bad\.csv:4: .*({match})"):
-        S.read_csv(tmp_path / "bad.csv")
+        C.read_csv(tmp_path / "bad.csv")
 
 
 def test_read_csv_bad_header(tmp_path):
     (tmp_path / "h.csv").write_text("q,a\n")
     with pytest.raises(ValueError, match="h.csv:1"):
-        S.read_csv(tmp_path / "h.csv")
+        C.read_csv(tmp_path / "h.csv")
 
 
 # ----------------------------------------------------------------------------- build
@@ -342,15 +345,15 @@ def check_split(cols, n, rows, num_aug):
     assert (cols["puzzle_id"] == 0).all()
     assert (cols["group_id"] == np.arange(rows) // (1 + num_aug)).all()
     first = cols["aug"][:: 1 + num_aug]
-    assert (first == S.identity_aug(n)).all()
+    assert (first == G.identity_aug(n)).all()
     puzzles, sols = cols["inputs"] - 1, cols["labels"] - 1
     for i in range(rows):
-        assert S.is_valid_solution(sols[i], n)
+        assert G.is_valid_solution(sols[i], n)
         given = puzzles[i] > 0
         assert (puzzles[i][given] == sols[i][given]).all()
         orig = (i // (1 + num_aug)) * (1 + num_aug)
-        assert (S.apply_aug(puzzles[orig], cols["aug"][i], n) == puzzles[i]).all()
-        assert (S.apply_aug(sols[orig], cols["aug"][i], n) == sols[i]).all()
+        assert (G.apply_aug(puzzles[orig], cols["aug"][i], n) == puzzles[i]).all()
+        assert (G.apply_aug(sols[orig], cols["aug"][i], n) == sols[i]).all()
 
 
 @pytest.mark.parametrize("n, difficulty, blanks", [(4, "minimal", None), (6, "easy", 12), (9, "easy", 30)])
@@ -367,12 +370,12 @@ def test_build_format_deterministic_disjoint(n, difficulty, blanks):
     c = S.build(n, 6, 4, 3, difficulty, blanks, seed=2)
     assert not np.array_equal(a["train"]["inputs"], c["train"]["inputs"])
     train_rows = {bytes(r) for r in a["train"]["inputs"]}
-    train_sigs = {S.signature(p, n) for p in a["train"]["inputs"][::4] - 1}
+    train_sigs = {G.signature(p, n) for p in a["train"]["inputs"][::4] - 1}
     for p in a["test"]["inputs"]:
         assert bytes(p) not in train_rows
-        assert S.signature(p - 1, n) not in train_sigs
+        assert G.signature(p - 1, n) not in train_sigs
     for p in a["train"]["inputs"] - 1:  # the signature spans all augmentations
-        assert S.signature(p, n) in train_sigs
+        assert G.signature(p, n) in train_sigs
 
 
 def test_build_gives_up_when_test_cannot_be_disjoint():

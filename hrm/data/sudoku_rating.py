@@ -29,6 +29,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from hrm.data.sudoku_grid import apply_aug, identity_aug, random_aug
+from hrm.data.sudoku_grid import units as grid_units
+
 try:  # a compiled kernel where numba is installed (it is a dependency); plain Python otherwise
     from numba import njit
 except ImportError:  # pragma: no cover - exercised only on machines without numba
@@ -198,9 +201,7 @@ def _search(puzzle, units, peers, limit):
 @lru_cache(maxsize=None)
 def _tables(n: int) -> tuple[np.ndarray, np.ndarray]:
     """(units (3n, n), peers (n*n, P)) as int32 arrays for the kernel."""
-    from hrm.data.sudoku import _units
-
-    units = _units(n).astype(np.int32)
+    units = grid_units(n).astype(np.int32)
     peers = [set() for _ in range(n * n)]
     for unit in units.tolist():
         for c in unit:
@@ -212,8 +213,6 @@ def _tables(n: int) -> tuple[np.ndarray, np.ndarray]:
 def relabelings(n: int) -> np.ndarray:
     """(RELABELINGS, aug) parameters of `hrm.data.sudoku.apply_aug`: the identity, then
     seeded digit permutations with grid symmetries. Fixed: part of the rating's definition."""
-    from hrm.data.sudoku import identity_aug, random_aug
-
     rng = np.random.default_rng(_SEED + n)
     return np.stack([identity_aug(n)] + [random_aug(n, rng) for _ in range(RELABELINGS - 1)])
 
@@ -227,8 +226,6 @@ def search(puzzle: np.ndarray, n: int, limit: int = 2) -> tuple[int, int]:
 def rate(puzzle: np.ndarray, n: int, relabelings_used: int = RELABELINGS) -> Rating:
     """The rating (module docstring) from the first `relabelings_used` relabelings; a
     puzzle found not to have exactly one solution stops at once (guesses nan)."""
-    from hrm.data.sudoku import apply_aug
-
     puzzle = np.asarray(puzzle)
     counts = []
     for params in relabelings(n)[:relabelings_used]:
