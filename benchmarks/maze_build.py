@@ -19,13 +19,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from hrm.data import maze  # noqa: E402
+from hrm.data import maze, maze_grid  # noqa: E402
 
 def _one(args):
     """(path length, tries, wall fraction) of one maze; module level for the pool."""
     seed, size, min_path = args
     x, _, length, tries = maze._generate(np.random.default_rng(seed), size, min_path, maze.MAX_TRIES)
-    return length, tries, float((x == maze.WALL).mean())
+    return length, tries, float((x == maze_grid.WALL).mean())
 
 
 def main() -> None:

@@ -193,7 +193,7 @@ class MazeEval(TaskEval):
         return [self.split.columns["inputs"][q] for q in questions]
 
     def is_correct(self, truth: Any, answer: bytes) -> bool:
-        from hrm.data import maze
+        from hrm.data import maze_grid as maze
 
         return bool(maze.is_optimal_path(truth, np.frombuffer(answer, dtype=np.uint8)))
 

@@ -59,7 +59,7 @@ def sudoku_image(inputs: np.ndarray, labels: np.ndarray, preds: np.ndarray, cell
 
 
 def maze_image(inputs: np.ndarray, labels: np.ndarray, preds: np.ndarray, cell: int = 6) -> np.ndarray:
-    from hrm.data import maze
+    from hrm.data import maze_grid as maze
 
     n = int(round(len(inputs) ** 0.5))
     rgb = np.full((n * n, 3), 255, dtype=np.uint8)

@@ -138,9 +138,9 @@ def _sudoku_report(meta: dict[str, Any]) -> list[str]:
 
 
 def _maze_spec(cfg: DataConfig) -> TaskSpec:
-    from hrm.data import maze
+    from hrm.data import maze_grid
 
-    return TaskSpec(vocab_size=maze.VOCAB_SIZE, seq_len=cfg.maze.size**2, num_puzzle_ids=1)
+    return TaskSpec(vocab_size=maze_grid.VOCAB_SIZE, seq_len=cfg.maze.size**2, num_puzzle_ids=1)
 
 
 def _maze_build(cfg: DataConfig, progress: Progress, workers: int) -> Built:

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from hrm.data import maze as M
+from hrm.data import maze_grid as G
 from hrm.data.augment import dihedral, inverse_dihedral
 
 
 def grid(text: str) -> np.ndarray:
     """Tokens from rows written with '.' for open cells (easier to read than spaces)."""
-    return M.parse_text("\n".join(line.strip().replace(".", " ") for line in text.strip().splitlines()))
+    return G.parse_text("\n".join(line.strip().replace(".", " ") for line in text.strip().splitlines()))
 
 
 def cell(tokens: np.ndarray, token: int) -> tuple[int, int]:
@@ -21,7 +22,7 @@ def cell(tokens: np.ndarray, token: int) -> tuple[int, int]:
 
 def bfs_len(tokens: np.ndarray) -> int | None:
     n = int(np.sqrt(len(tokens)))
-    path = M.shortest_path((tokens == M.WALL).reshape(n, n), cell(tokens, M.START), cell(tokens, M.GOAL))
+    path = G.shortest_path((tokens == G.WALL).reshape(n, n), cell(tokens, G.START), cell(tokens, G.GOAL))
     return None if path is None else len(path) - 1
 
 
@@ -29,7 +30,7 @@ def mark(inputs: np.ndarray, cells) -> np.ndarray:
     n = int(np.sqrt(len(inputs)))
     out = inputs.copy()
     for r, c in cells:
-        out[r * n + c] = M.PATH
+        out[r * n + c] = G.PATH
     return out
 
 
@@ -60,19 +61,19 @@ def test_small_mazes_meet_threshold_and_label_is_optimal(seed):
     x, y, length = M.generate(np.random.default_rng(seed), size=12, min_path=20)
     assert x.shape == y.shape == (144,) and x.dtype == y.dtype == np.uint8
     assert length > 20  # length = moves; strictly longer than min_path
-    assert (x == M.START).sum() == (x == M.GOAL).sum() == 1
-    assert set(np.unique(x)) <= {M.WALL, M.OPEN, M.START, M.GOAL}
-    assert np.array_equal(np.where(y == M.PATH, M.OPEN, y), x)  # label = input + PATH cells
-    assert bfs_len(x) == length == (y == M.PATH).sum() + 1
-    assert M.is_optimal_path(x, y)
+    assert (x == G.START).sum() == (x == G.GOAL).sum() == 1
+    assert set(np.unique(x)) <= {G.WALL, G.OPEN, G.START, G.GOAL}
+    assert np.array_equal(np.where(y == G.PATH, G.OPEN, y), x)  # label = input + PATH cells
+    assert bfs_len(x) == length == (y == G.PATH).sum() + 1
+    assert G.is_optimal_path(x, y)
 
 
 def test_one_published_size_maze():
     x, y, length = M.generate(np.random.default_rng(0))  # 30x30, moves > 110
     assert x.shape == (900,) and length > 110
-    assert bfs_len(x) == length == (y == M.PATH).sum() + 1
-    assert M.is_optimal_path(x, y)
-    walls = (x == M.WALL).mean()
+    assert bfs_len(x) == length == (y == G.PATH).sum() + 1
+    assert G.is_optimal_path(x, y)
+    walls = (x == G.WALL).mean()
     assert 0.2 < walls < 0.6  # drawn with a wall fraction in [0.3, 0.5)
 
 
@@ -93,11 +94,11 @@ def test_max_tries_raises():
 def test_bit_bfs_matches_deque_bfs():
     rng = np.random.default_rng(0)
     free, s, g, valid = M._tries(rng, 9, 400)
-    bits, sb, gb = M._pack(free), M._cell_bits(s, 9), M._cell_bits(g, 9)
-    dist = M._bit_distances(bits, sb, gb)
+    bits, sb, gb = G.pack_rows(free), G.cell_bits(s, 9), G.cell_bits(g, 9)
+    dist = G.bit_distances(bits, sb, gb)
     screen = M._screen(bits, sb, gb, 6)
     for i in np.flatnonzero(valid):
-        d = M._distances(free[i], divmod(int(s[i]), 9))[divmod(int(g[i]), 9)]
+        d = G._distances(free[i], divmod(int(s[i]), 9))[divmod(int(g[i]), 9)]
         assert d == dist[i]
         if d >= 0:  # unreachable tries may pass or fail the screen (exact distances decide)
             assert screen[i] == (d > 6)
@@ -107,28 +108,28 @@ def test_bit_bfs_matches_deque_bfs():
 
 
 def test_shortest_path_basics():
-    walls = (GAP5 == M.WALL).reshape(5, 5)
-    path = M.shortest_path(walls, (0, 0), (0, 4))
+    walls = (GAP5 == G.WALL).reshape(5, 5)
+    path = G.shortest_path(walls, (0, 0), (0, 4))
     assert len(path) == 11 and path[0] == (0, 0) and path[-1] == (0, 4) and (3, 2) in path
     assert all(abs(a - c) + abs(b - d) == 1 for (a, b), (c, d) in zip(path, path[1:]))
-    assert M.shortest_path(walls, (1, 1), (1, 1)) == [(1, 1)]
+    assert G.shortest_path(walls, (1, 1), (1, 1)) == [(1, 1)]
     blocked = walls.copy()
     blocked[3, 2] = True
-    assert M.shortest_path(blocked, (0, 0), (0, 4)) is None
+    assert G.shortest_path(blocked, (0, 0), (0, 4)) is None
     with pytest.raises(ValueError):
-        M.shortest_path(walls, (0, 2), (0, 4))  # start on a wall
+        G.shortest_path(walls, (0, 2), (0, 4))  # start on a wall
 
 
 # ----------------------------------------------------------------------------- is_optimal_path
 
 
 def test_other_optimal_path_is_accepted():
-    label = mark(OPEN5, M.shortest_path(np.zeros((5, 5), bool), (0, 0), (4, 4))[1:-1])
+    label = mark(OPEN5, G.shortest_path(np.zeros((5, 5), bool), (0, 0), (4, 4))[1:-1])
     other = mark(OPEN5, DOWN_RIGHT)
     assert not np.array_equal(label, other)
-    assert M.is_optimal_path(OPEN5, label) and M.is_optimal_path(OPEN5, other)
+    assert G.is_optimal_path(OPEN5, label) and G.is_optimal_path(OPEN5, other)
     stairs = mark(OPEN5, [(0, 1), (1, 1), (1, 2), (2, 2), (2, 3), (3, 3), (3, 4)])
-    assert M.is_optimal_path(OPEN5, stairs)
+    assert G.is_optimal_path(OPEN5, stairs)
 
 
 def test_bad_paths_are_rejected():
@@ -143,27 +144,27 @@ def test_bad_paths_are_rejected():
         "empty": OPEN5.copy(),
     }
     moved = good.copy()
-    moved[0], moved[1] = M.OPEN, M.START  # S moved one cell to the right
+    moved[0], moved[1] = G.OPEN, G.START  # S moved one cell to the right
     bad["moved_start"] = moved
     moved = good.copy()
-    moved[24], moved[19] = M.OPEN, M.GOAL
+    moved[24], moved[19] = G.OPEN, G.GOAL
     bad["moved_goal"] = moved
-    for token in (0, 6, M.WALL, M.START):
+    for token in (0, 6, G.WALL, G.START):
         odd = good.copy()
         odd[12] = token  # PAD, out of range, a new wall, a second start
         bad[f"token_{token}"] = odd
     for name, pred in bad.items():
-        assert not M.is_optimal_path(OPEN5, pred), name
-    assert M.is_optimal_path(OPEN5, good)
+        assert not G.is_optimal_path(OPEN5, pred), name
+    assert G.is_optimal_path(OPEN5, good)
 
 
 def test_wall_crossing_is_rejected():
     through = mark(GAP5, [(0, 1), (0, 2), (0, 3)])  # straight over the wall at (0, 2)
-    assert not M.is_optimal_path(GAP5, through)
+    assert not G.is_optimal_path(GAP5, through)
     keep_wall = mark(GAP5, [(0, 1), (0, 3)])  # jumps the wall
-    assert not M.is_optimal_path(GAP5, keep_wall)
-    path = M.shortest_path((GAP5 == M.WALL).reshape(5, 5), (0, 0), (0, 4))
-    assert M.is_optimal_path(GAP5, mark(GAP5, path[1:-1]))
+    assert not G.is_optimal_path(GAP5, keep_wall)
+    path = G.shortest_path((GAP5 == G.WALL).reshape(5, 5), (0, 0), (0, 4))
+    assert G.is_optimal_path(GAP5, mark(GAP5, path[1:-1]))
 
 
 def test_adjacent_and_unreachable():
@@ -172,29 +173,29 @@ def test_adjacent_and_unreachable():
         ...
         ...
     """)
-    assert M.is_optimal_path(adj, adj)  # one move, no PATH cell
-    assert not M.is_optimal_path(adj, mark(adj, [(1, 0), (1, 1)]))  # a 3-move detour
+    assert G.is_optimal_path(adj, adj)  # one move, no PATH cell
+    assert not G.is_optimal_path(adj, mark(adj, [(1, 0), (1, 1)]))  # a 3-move detour
     cut = grid("""
         S#.
         ##.
         ..G
     """)
-    assert not M.is_optimal_path(cut, cut)
-    assert not M.is_optimal_path(cut, mark(cut, [(0, 2), (1, 2)]))
+    assert not G.is_optimal_path(cut, cut)
+    assert not G.is_optimal_path(cut, mark(cut, [(0, 2), (1, 2)]))
 
 
 def test_batch_checker_and_input_validation():
     preds = np.stack([mark(OPEN5, DOWN_RIGHT), OPEN5, mark(OPEN5, DOWN_RIGHT[:-1])])
     inputs = np.stack([OPEN5] * 3)
-    assert M.is_optimal_path_batch(inputs, preds).tolist() == [True, False, False]
+    assert G.is_optimal_path_batch(inputs, preds).tolist() == [True, False, False]
     no_goal = OPEN5.copy()
-    no_goal[24] = M.OPEN
+    no_goal[24] = G.OPEN
     with pytest.raises(ValueError):
-        M.is_optimal_path(no_goal, no_goal)
+        G.is_optimal_path(no_goal, no_goal)
     with pytest.raises(ValueError):
-        M.is_optimal_path(OPEN5, OPEN5[:-1])
+        G.is_optimal_path(OPEN5, OPEN5[:-1])
     with pytest.raises(ValueError):
-        M.is_optimal_path_batch(np.zeros((2, 24), np.uint8), np.zeros((2, 24), np.uint8))
+        G.is_optimal_path_batch(np.zeros((2, 24), np.uint8), np.zeros((2, 24), np.uint8))
 
 
 # ----------------------------------------------------------------------------- augmentation and text
@@ -205,24 +206,24 @@ def test_dihedral_keeps_label_optimal_and_inverts():
     gx, gy = x.reshape(12, 12), y.reshape(12, 12)
     for k in range(8):
         tx, ty = dihedral(gx, k), dihedral(gy, k)
-        assert M.is_optimal_path(tx.ravel(), ty.ravel()), k
+        assert G.is_optimal_path(tx.ravel(), ty.ravel()), k
         assert np.array_equal(inverse_dihedral(tx, k), gx) and np.array_equal(inverse_dihedral(ty, k), gy)
 
 
 def test_text_round_trip():
     _, y, _ = M.generate(np.random.default_rng(2), size=10, min_path=12)
-    text = M.render_text(y)
+    text = G.render_text(y)
     lines = text.split("\n")
-    assert len(lines) == 10 and all(len(line) == 10 for line in lines) and set(text) <= set(M.CHARS + "\n")
-    assert np.array_equal(M.parse_text(text), y)
-    assert np.array_equal(M.parse_text(text + "\n"), y)
-    assert M.render_text(OPEN5).split("\n")[0] == "S    "
+    assert len(lines) == 10 and all(len(line) == 10 for line in lines) and set(text) <= set(G.CHARS + "\n")
+    assert np.array_equal(G.parse_text(text), y)
+    assert np.array_equal(G.parse_text(text + "\n"), y)
+    assert G.render_text(OPEN5).split("\n")[0] == "S    "
     with pytest.raises(ValueError):
-        M.parse_text("S.\n G")  # unknown char
+        G.parse_text("S.\n G")  # unknown char
     with pytest.raises(ValueError):
-        M.parse_text("S \n G\n  ")  # not square
+        G.parse_text("S \n G\n  ")  # not square
     with pytest.raises(ValueError):
-        M.render_text(np.zeros(4, np.uint8))  # PAD cannot be drawn
+        G.render_text(np.zeros(4, np.uint8))  # PAD cannot be drawn
 
 
 # ----------------------------------------------------------------------------- build
@@ -243,11 +244,11 @@ def test_build_shapes_and_contents():
         assert cols["puzzle_id"].dtype == cols["group_id"].dtype == np.int32 and not cols["puzzle_id"].any()
         assert cols["aug"].shape == (rows, 1) and cols["aug"].dtype == np.int16
         assert cols["path_len"].shape == (rows,) and cols["path_len"].dtype == np.int16
-        assert cols["inputs"].min() >= M.WALL and cols["inputs"].max() <= M.GOAL
-        assert cols["labels"].min() >= M.WALL and cols["labels"].max() <= M.PATH
-        assert M.is_optimal_path_batch(cols["inputs"], cols["labels"]).all()
+        assert cols["inputs"].min() >= G.WALL and cols["inputs"].max() <= G.GOAL
+        assert cols["labels"].min() >= G.WALL and cols["labels"].max() <= G.PATH
+        assert G.is_optimal_path_batch(cols["inputs"], cols["labels"]).all()
         assert (cols["path_len"] > 10).all()
-        assert np.array_equal(cols["path_len"], (cols["labels"] == M.PATH).sum(1) + 1)
+        assert np.array_equal(cols["path_len"], (cols["labels"] == G.PATH).sum(1) + 1)
     assert np.array_equal(tr["group_id"], np.repeat(np.arange(5), 4))
     augs = tr["aug"][:, 0].reshape(5, 4)
     assert (augs[:, 0] == 0).all()
