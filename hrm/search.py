@@ -213,8 +213,10 @@ class Scheduler:
     # A metric that orders trials whose search metric ties at a rung (null: ties go on).
     tie_break: str | None = None
     # With budget.seeds >= 2: what a rung compares (RUNG_RULES, `rung_value`); with one seed
-    # every rule is the metric itself.
-    rung_rule: str = "mean"
+    # every rule is the metric itself. lcb by default: in simulated searches it kept the best
+    # setting more often than the mean at early rungs and was not separable from it at a rung
+    # half-way (benchmarks/RESULTS.md, "Rung rules"; docs/decisions).
+    rung_rule: str = "lcb"
     rung_z: Annotated[float, Range(ge=0)] = 1.0
 
     def __post_init__(self) -> None:
