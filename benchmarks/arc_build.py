@@ -1,6 +1,6 @@
 """Time the ARC dataset build: rows per second, array bytes and peak memory.
 
-Selects a version's tasks (hrm.data.arc.select_tasks, no extras), builds both
+Selects a version's tasks (hrm.data.arc_tasks.select_tasks, no extras), builds both
 splits with hrm.data.arc.build and prints one JSON line. Example:
 
     python benchmarks/arc_build.py --version arc-agi-1 --num-aug 8 --seed 0
@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from hrm.data.arc import VERSIONS, build, select_tasks  # noqa: E402
+from hrm.data.arc import build  # noqa: E402
+from hrm.data.arc_tasks import VERSIONS, select_tasks  # noqa: E402
 
 
 def rss_mib() -> float:

@@ -159,10 +159,10 @@ def _maze_build(cfg: DataConfig, progress: Progress, workers: int) -> Built:
 def arc_tasks(cfg: DataConfig) -> tuple[list, list]:
     """The (training, evaluation) ARC tasks a config selects."""
     from hrm.config import ConfigError
-    from hrm.data import arc
+    from hrm.data import arc_tasks
 
     try:
-        train, evals = arc.select_tasks(cfg.arc.version, cfg.arc.extra_versions, cfg.arc.extra_dirs)
+        train, evals = arc_tasks.select_tasks(cfg.arc.version, cfg.arc.extra_versions, cfg.arc.extra_dirs)
     except ValueError as exc:
         raise ConfigError(f"data.arc: {exc}") from None
     return train[: cfg.arc.max_train_tasks], evals[: cfg.arc.max_eval_tasks]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from hrm.data import arc as A
+from hrm.data import arc_tasks as T
 from hrm.data.augment import DIHEDRAL_INVERSE, dihedral
 
 # shared/ sits beside the checkout (here and in CI); HRM_CONCEPTARC overrides.
@@ -21,7 +22,7 @@ needs_concept_arc = pytest.mark.skipif(not CONCEPT_ARC.is_dir(), reason="Concept
 
 @pytest.fixture(scope="module")
 def arc1():
-    return A.load_version("arc-agi-1")
+    return T.load_version("arc-agi-1")
 
 
 def grids_of(task):
@@ -134,7 +135,7 @@ def test_decode_malformed_predictions():
 
 def uniform_task(name, colour):
     g = np.full((4, 4), colour, np.int8)
-    return A.Task(name, ((g, g), (g, g)), ((g, g),))
+    return T.Task(name, ((g, g), (g, g)), ((g, g),))
 
 
 @pytest.fixture(scope="module")
@@ -250,24 +251,24 @@ def test_build_deterministic_and_translate_flag(small):
 
 def test_version_guard():
     with pytest.raises(ValueError, match="376") as e:
-        A.select_tasks("arc-agi-1", extra_versions=("arc-agi-2",))
+        T.select_tasks("arc-agi-1", extra_versions=("arc-agi-2",))
     assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="unknown"):
-        A.select_tasks("arc-agi-3")
+        T.select_tasks("arc-agi-3")
 
 
 def test_content_guard(arc1):
     train, evals = arc1
-    copy = A.Task("sneaky", evals[5].test + evals[5].train[::-1], ())  # pairs moved and reordered
-    assert A.check_overlap(train[:10] + [copy], evals) == ["sneaky"]
-    assert A.check_overlap(train[:10], evals) == []
+    copy = T.Task("sneaky", evals[5].test + evals[5].train[::-1], ())  # pairs moved and reordered
+    assert T.check_overlap(train[:10] + [copy], evals) == ["sneaky"]
+    assert T.check_overlap(train[:10], evals) == []
     # ARC-AGI-1's own split: 40853293 is 070dd51e; select_tasks drops it instead of refusing
-    assert A.check_overlap(train, evals) == ["40853293"]
-    tr, ev = A.select_tasks("arc-agi-1")
+    assert T.check_overlap(train, evals) == ["40853293"]
+    tr, ev = T.select_tasks("arc-agi-1")
     assert len(tr) == 399 and len(ev) == 400 and "40853293" not in {t.name for t in tr}
     # 6 ARC-AGI-2 evaluation tasks are ARC-AGI-1 tasks
     with pytest.raises(ValueError, match="6 training tasks equal arc-agi-2"):
-        A.select_tasks("arc-agi-2", extra_versions=("arc-agi-1",))
+        T.select_tasks("arc-agi-2", extra_versions=("arc-agi-1",))
 
 
 def test_content_guard_extra_dir(arc1, tmp_path):
@@ -275,22 +276,22 @@ def test_content_guard_extra_dir(arc1, tmp_path):
     pairs = lambda ps: [{"input": i.tolist(), "output": o.tolist()} for i, o in ps]  # noqa: E731
     (tmp_path / "copy.json").write_text(json.dumps({"train": pairs(t.train), "test": pairs(t.test)}))
     with pytest.raises(ValueError, match=f"{tmp_path.name}/copy"):
-        A.select_tasks("arc-agi-1", extra_dirs=(str(tmp_path),))
+        T.select_tasks("arc-agi-1", extra_dirs=(str(tmp_path),))
 
 
 def test_pair_key_is_the_augmentation_orbit():
     rng = np.random.default_rng(0)
     inp, out = rng.integers(0, 4, (3, 5)).astype(np.int8), rng.integers(0, 4, (5, 2)).astype(np.int8)
-    key = A.pair_key(inp, out)
+    key = T.pair_key(inp, out)
     for _ in range(12):  # every augmentation `build` applies keeps the key
         aug = A.random_aug(rng)
-        assert A.pair_key(A.apply_aug_grid(inp, aug), A.apply_aug_grid(out, aug)) == key
+        assert T.pair_key(A.apply_aug_grid(inp, aug), A.apply_aug_grid(out, aug)) == key
     changed = out.copy()
     changed[0, 0] = (changed[0, 0] + 1) % 4
-    assert A.pair_key(inp, changed) != key  # one cell differs
-    assert A.pair_key(out, inp) != key  # input and output swapped
+    assert T.pair_key(inp, changed) != key  # one cell differs
+    assert T.pair_key(out, inp) != key  # input and output swapped
     swap01 = np.array([1, 0, 2, 3, 4, 5, 6, 7, 8, 9], np.int8)  # moves colour 0: not one of our maps
-    assert A.pair_key(swap01[inp], swap01[out]) != key
+    assert T.pair_key(swap01[inp], swap01[out]) != key
 
 
 def test_pair_level_leak_guard_on_a_constructed_leak():
@@ -300,11 +301,11 @@ def test_pair_level_leak_guard_on_a_constructed_leak():
         return rng.integers(0, 10, (h, w)).astype(np.int8)
 
     answer = (g(4, 3), g(3, 4))
-    evaluation = A.Task("ev", ((g(2, 2), g(2, 2)), answer), (answer,))  # its own demo of the answer stays
+    evaluation = T.Task("ev", ((g(2, 2), g(2, 2)), answer), (answer,))  # its own demo of the answer stays
     aug = np.array([5, 0, 3, 1, 2, 9, 8, 7, 6, 5, 4], np.int16)  # a dihedral map and a colour permutation
     copy = (A.apply_aug_grid(answer[0], aug), A.apply_aug_grid(answer[1], aug))
-    train = [A.Task("tr", ((g(3, 3), g(3, 3)), copy), ((g(2, 3), g(2, 3)),)), A.Task("solo", (), (copy,))]
-    kept, evals, leaks = A.drop_leaked_pairs(train, [evaluation])
+    train = [T.Task("tr", ((g(3, 3), g(3, 3)), copy), ((g(2, 3), g(2, 3)),)), T.Task("solo", (), (copy,))]
+    kept, evals, leaks = T.drop_leaked_pairs(train, [evaluation])
     assert leaks == [{"task": "tr", "pair": "train[1]", "eval_task": "ev", "eval_test": 0},
                      {"task": "solo", "pair": "test[0]", "eval_task": "ev", "eval_test": 0}]
     assert [t.name for t in kept] == ["tr"] and len(kept[0].train) == 1 and len(kept[0].test) == 1
@@ -312,30 +313,30 @@ def test_pair_level_leak_guard_on_a_constructed_leak():
     # the build drops it too, says so in the metadata, and no train row holds any variant of the answer
     splits, meta = A.build(train, [evaluation], num_aug=4, seed=0, translate=False)
     assert meta["leaked_pairs"] == leaks and meta["task_names"] == ["tr", "ev"]
-    variants = {A.pair_key(A.decode(x), A.decode(y)) for x, y in zip(splits["train"]["inputs"], splits["train"]["labels"])}
-    assert A.pair_key(*answer) in variants  # from ev's own demonstration only
+    variants = {T.pair_key(A.decode(x), A.decode(y)) for x, y in zip(splits["train"]["inputs"], splits["train"]["labels"])}
+    assert T.pair_key(*answer) in variants  # from ev's own demonstration only
     rows_of_tr = splits["train"]["group_id"] == 0
-    assert A.pair_key(*answer) not in {A.pair_key(A.decode(x), A.decode(y)) for x, y in
+    assert T.pair_key(*answer) not in {T.pair_key(A.decode(x), A.decode(y)) for x, y in
                                        zip(splits["train"]["inputs"][rows_of_tr], splits["train"]["labels"][rows_of_tr])}
 
 
 def test_pair_level_guard_finds_the_known_arc_agi_1_leak():
-    train, evals = A.select_tasks("arc-agi-1")  # whole-task copies are gone already
-    _, _, leaks = A.drop_leaked_pairs(train, evals)
+    train, evals = T.select_tasks("arc-agi-1")  # whole-task copies are gone already
+    _, _, leaks = T.drop_leaked_pairs(train, evals)
     assert {"task": "caa06a1f", "pair": "train[2]", "eval_task": "50a16a69", "eval_test": 0} in leaks
     assert len(leaks) == 1
 
 
 @needs_concept_arc
 def test_load_folder_concept_arc():
-    tasks = A.load_folder(CONCEPT_ARC)
+    tasks = T.load_folder(CONCEPT_ARC)
     assert len(tasks) == 160
     names = {t.name for t in tasks}
     assert "corpus/AboveBelow/AboveBelow1" in names
     for t in tasks:
         assert t.train and t.test
         assert all(g.dtype == np.int8 and g.ndim == 2 for g in grids_of(t))
-    tr, ev = A.select_tasks("arc-agi-1", extra_dirs=(str(CONCEPT_ARC),))
+    tr, ev = T.select_tasks("arc-agi-1", extra_dirs=(str(CONCEPT_ARC),))
     assert len(tr) == 399 + 160 and "ConceptARC/corpus/AboveBelow/AboveBelow1" in {t.name for t in tr}
 
 
@@ -353,10 +354,10 @@ def test_load_folder_errors(tmp_path, text, match):
     bad = tmp_path / "sub" / "bad.json"
     bad.write_text(text)
     with pytest.raises(ValueError, match=match) as e:
-        A.load_folder(tmp_path)
+        T.load_folder(tmp_path)
     assert str(bad) in str(e.value) and "\n" not in str(e.value)
     bad.unlink()
-    assert [t.name for t in A.load_folder(tmp_path)] == ["sub/ok"]
+    assert [t.name for t in T.load_folder(tmp_path)] == ["sub/ok"]
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -366,9 +367,9 @@ def test_score_submission(arc1, tmp_path):
     two = next(t for t in arc1[1] if len(t.test) == 2)
     evals = [two] + [t for t in arc1[1] if len(t.test) == 1][:3]
     sub = {t.name: [{"attempt_1": [[0]], "attempt_2": o.tolist()} for _, o in t.test] for t in evals}
-    assert A.score_submission(sub, evals) == 1.0
+    assert T.score_submission(sub, evals) == 1.0
     sub[evals[0].name][1] = {"attempt_1": [[0]], "attempt_2": "garbage"}  # half of a 2-test task
     del sub[evals[1].name]
     path = tmp_path / "submission.json"
     path.write_text(json.dumps(sub))
-    assert A.score_submission(path, evals) == pytest.approx((0.5 + 0 + 1 + 1) / 4)
+    assert T.score_submission(path, evals) == pytest.approx((0.5 + 0 + 1 + 1) / 4)

