@@ -20,8 +20,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from hrm.evaluate import autocast
-from hrm.train import cpu_has_bf16
+from hrm.runtime import autocast
+from hrm.runtime import cpu_has_bf16
 
 # (batch, heads, tokens, head dim): the quickstart (6x6 Sudoku + puzzle token), the reference
 # Sudoku size (81 + 1), the threshold's neighbours, and ARC's 30x30 + 1.

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hrm.config import load_config  # noqa: E402
-from hrm.evaluate import autocast  # noqa: E402
+from hrm.runtime import autocast  # noqa: E402
 from hrm.model import act_loss, build_model  # noqa: E402
 
 TOLERANCE = {"bf16_loss_rel": 0.02, "bf16_argmax_agree": 0.98, "compile_loss_rel": {"float32": 1e-4, "bfloat16": 2e-2},

@@ -30,11 +30,11 @@ import time
 import torch
 
 from hrm.config import load_config
-from hrm.data.build import task_spec
-from hrm.evaluate import autocast
+from hrm.dataset import task_spec
+from hrm.runtime import autocast
 from hrm.model import act_loss, build_model, flops_per_segment, segment_flops
 from hrm.optim import AdamATan2, SparseSignSGD
-from hrm.train import cpu_has_bf16
+from hrm.runtime import cpu_has_bf16
 
 # Dense bf16 peak of common accelerators, for MFU (FLOP/s).
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "RTX 4090": 165e12}

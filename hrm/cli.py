@@ -49,7 +49,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_model_info(args: argparse.Namespace) -> int:
-    from hrm.data.build import task_spec
+    from hrm.dataset import task_spec
     from hrm.model import build_model, count_parameters, flops_per_segment
 
     cfg = load_config(args.config, args.set)
@@ -166,7 +166,7 @@ def _ensemble_members(args: argparse.Namespace, stack: contextlib.ExitStack) -> 
 
 def _cmd_data_build(args: argparse.Namespace) -> int:
     from hrm import tasks
-    from hrm.data.build import DATASET_FILES, build_dataset, dataset_dir
+    from hrm.dataset import DATASET_FILES, build_dataset, dataset_dir
 
     if args.config:
         cfg = load_config(args.config, args.set).data

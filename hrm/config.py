@@ -25,9 +25,10 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
-from hrm import tasks
-
-TASK_NAMES = tasks.NAMES
+# The tasks (hrm.tasks registers one module each, in this order) and how many augmented
+# variants a task has at most where it has a limit (a maze has 7 dihedral maps besides itself).
+TASK_NAMES = ("sudoku", "maze", "arc")
+MOST_AUGMENTATIONS = {"maze": 7}
 
 
 class ConfigError(ValueError):
@@ -246,7 +247,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         checked(self, "data")
-        most = tasks.get(self.task).max_aug
+        most = MOST_AUGMENTATIONS.get(self.task)
         if most is not None and self.num_aug > most:
             raise ConfigError(f"data.num_aug for {self.task} must be in 0..{most} (it has {most} augmentations), "
                               f"got {self.num_aug}")
@@ -296,7 +297,7 @@ class TrainConfig:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto: CUDA, else Apple's MPS, else the CPU
     # dtype auto: bfloat16 on CUDA and on CPUs with native bf16 matmuls (AVX512-BF16/AMX),
-    # float32 elsewhere; compile auto: on for CUDA only (hrm.train.auto_dtype).
+    # float32 elsewhere; compile auto: on for CUDA only (hrm.runtime.auto_dtype).
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     compile: Literal["auto", "on", "off"] = "auto"
     # Exponential moving average of the weights (e.g. 0.999, TRM's); evaluation uses it and

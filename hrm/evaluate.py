@@ -25,11 +25,10 @@ Metrics (named, never positional):
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +37,13 @@ import torch
 import torch.distributed as dist
 
 from hrm import tasks
+from hrm.runtime import autocast, resolve_dtype
+from hrm.tasks.base import TaskEval, Views
 from hrm.config import ConfigError
 from hrm.data.loader import Split
 from hrm.model import flops_per_segment
 from hrm.model.act import Recurrent
 from hrm.model.losses import IGNORE_LABEL
-
-
-def autocast(device: torch.device, dtype: torch.dtype):
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 @torch.no_grad()
@@ -77,220 +72,9 @@ def predict(model: Recurrent, batch: dict[str, torch.Tensor], steps: int | None 
     return predict_at(model, batch, [steps])[steps]
 
 
-# ---------------------------------------------------------------------------
-# views and answers, per task
-
-
-@dataclass
-class Views:
-    """The model inputs of every (question, view), plus where they belong."""
-
-    inputs: np.ndarray  # (M, S) tokens in the view's frame
-    labels: np.ndarray  # (M, S)
-    puzzle_ids: np.ndarray  # (M,)
-    question: np.ndarray  # (M,) question index
-    view: np.ndarray  # (M,) 0 = the un-augmented input
-    aug: np.ndarray  # (M, A) what to undo
-    question_task: np.ndarray  # (Q,) task index of each question
-    task_names: list[str] = field(default_factory=list)
-
-
-class TaskEval:
-    """Sudoku: views are HRM's Sudoku augmentations of the test puzzle."""
-
-    def __init__(self, split: Split):
-        self.split = split
-        self.n = int(split.meta["builder"]["sudoku"]["size"])
-
-    def num_questions(self) -> int:
-        return len(self.split)
-
-    def question_task(self) -> np.ndarray:
-        return np.arange(self.num_questions())
-
-    def views(self, questions: np.ndarray, num_views: int, seed: int) -> Views:
-        from hrm.data import sudoku_grid as sudoku
-
-        cols = self.split.columns
-        rng = np.random.default_rng([seed, 1])
-        inputs, labels, augs, qs, vs = [], [], [], [], []
-        for v in range(num_views):
-            if v == 0:
-                aug = np.repeat(sudoku.identity_aug(self.n)[None], len(questions), 0)
-            else:
-                aug = np.stack([sudoku.random_aug(self.n, rng) for _ in questions])
-            # tokens -> digits (blank token 1 -> 0), augment, back to tokens
-            inp = cols["inputs"][questions].astype(np.int64)
-            digits = np.where(inp >= 2, inp - 1, 0)
-            aug_digits = sudoku.apply_aug(digits, aug, self.n)
-            inputs.append(np.where(aug_digits > 0, aug_digits + 1, 1))
-            lab = cols["labels"][questions].astype(np.int64) - 1
-            labels.append(sudoku.apply_aug(lab, aug, self.n) + 1)
-            augs.append(aug)
-            qs.append(np.arange(len(questions)))
-            vs.append(np.full(len(questions), v))
-        return Views(
-            inputs=np.concatenate(inputs),
-            labels=np.concatenate(labels),
-            puzzle_ids=np.tile(cols["puzzle_id"][questions], num_views),
-            question=np.concatenate(qs),
-            view=np.concatenate(vs),
-            aug=np.concatenate(augs),
-            question_task=np.arange(len(questions)),
-        )
-
-    def answers(self, preds: np.ndarray, aug: np.ndarray) -> list[bytes]:
-        from hrm.data import sudoku_grid as sudoku
-
-        digits = np.clip(preds.astype(np.int64) - 1, 0, self.n)
-        inv = sudoku.invert_aug(aug, self.n)
-        return [row.astype(np.uint8).tobytes() for row in sudoku.apply_aug(digits, inv, self.n)]
-
-    def truth(self, questions: np.ndarray) -> list[Any]:
-        return [(self.split.columns["labels"][q].astype(np.int64) - 1).astype(np.uint8).tobytes() for q in questions]
-
-    def is_correct(self, truth: Any, answer: bytes) -> bool:
-        return answer == truth
-
-
-class MazeEval(TaskEval):
-    """Maze: views are the dihedral maps (view v uses map v, so at most 8)."""
-
-    def __init__(self, split: Split):
-        self.split = split
-        self.size = int(round(split.columns["inputs"].shape[1] ** 0.5))
-
-    def views(self, questions: np.ndarray, num_views: int, seed: int) -> Views:
-        from hrm.data.augment import dihedral
-
-        if num_views > 8:
-            raise ValueError(f"maze has 8 dihedral views at most, asked for {num_views}")
-        cols, n = self.split.columns, self.size
-        grids_in = cols["inputs"][questions].reshape(-1, n, n)
-        grids_lab = cols["labels"][questions].reshape(-1, n, n)
-        inputs = [dihedral(grids_in, k).reshape(len(questions), -1) for k in range(num_views)]
-        labels = [dihedral(grids_lab, k).reshape(len(questions), -1) for k in range(num_views)]
-        return Views(
-            inputs=np.concatenate(inputs),
-            labels=np.concatenate(labels),
-            puzzle_ids=np.tile(cols["puzzle_id"][questions], num_views),
-            question=np.tile(np.arange(len(questions)), num_views),
-            view=np.repeat(np.arange(num_views), len(questions)),
-            aug=np.repeat(np.arange(num_views), len(questions))[:, None],
-            question_task=np.arange(len(questions)),
-        )
-
-    def answers(self, preds: np.ndarray, aug: np.ndarray) -> list[bytes]:
-        from hrm.data.augment import inverse_dihedral
-
-        n = self.size
-        return [
-            np.ascontiguousarray(inverse_dihedral(p.reshape(n, n), int(k[0]))).astype(np.uint8).tobytes()
-            for p, k in zip(preds, aug)
-        ]
-
-    def truth(self, questions: np.ndarray) -> list[Any]:
-        return [self.split.columns["inputs"][q] for q in questions]
-
-    def is_correct(self, truth: Any, answer: bytes) -> bool:
-        from hrm.data import maze_grid as maze
-
-        return bool(maze.is_optimal_path(truth, np.frombuffer(answer, dtype=np.uint8)))
-
-
-def grid_bytes(grid: np.ndarray) -> bytes:
-    """A hashable answer that keeps the shape: 2 shape bytes + cells."""
-    h, w = grid.shape
-    return bytes([h, w]) + np.ascontiguousarray(grid, dtype=np.uint8).tobytes()
-
-
-def bytes_grid(answer: bytes) -> np.ndarray:
-    h, w = answer[0], answer[1]
-    return np.frombuffer(answer[2:], dtype=np.uint8).reshape(h, w)
-
-
-class ARCEval(TaskEval):
-    """ARC: a question is one test input of an evaluation task; its views are the
-    test split's augmented variants of that task (variant 0 = the original)."""
-
-    def __init__(self, split: Split):
-        self.split = split
-        cols = split.columns
-        key = cols["group_id"].astype(np.int64) * 4096 + cols["test_index"].astype(np.int64)
-        _, first, self.row_question = np.unique(key, return_index=True, return_inverse=True)
-        # questions in file order (tasks in order, then test inputs)
-        order = np.argsort(first, kind="stable")
-        remap = np.empty_like(order)
-        remap[order] = np.arange(len(order))
-        self.row_question = remap[self.row_question]
-        self.first_row = first[order]
-        self.names = list(split.meta.get("task_names", []))
-
-    def num_questions(self) -> int:
-        return len(self.first_row)
-
-    def question_task(self) -> np.ndarray:
-        return self.split.columns["group_id"][self.first_row].astype(np.int64)
-
-    def question_name(self, q: int) -> tuple[str, int]:
-        row = self.first_row[q]
-        g = int(self.split.columns["group_id"][row])
-        return (self.names[g] if g < len(self.names) else str(g)), int(self.split.columns["test_index"][row])
-
-    def views(self, questions: np.ndarray, num_views: int, seed: int) -> Views:
-        cols = self.split.columns
-        rows, qs, vs = [], [], []
-        for i, q in enumerate(questions):
-            mine = np.flatnonzero(self.row_question == q)[:num_views]
-            rows.append(mine)
-            qs.append(np.full(len(mine), i))
-            vs.append(np.arange(len(mine)))
-        r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        return Views(
-            inputs=cols["inputs"][r],
-            labels=cols["labels"][r],
-            puzzle_ids=cols["puzzle_id"][r],
-            question=np.concatenate(qs) if qs else r,
-            view=np.concatenate(vs) if vs else r,
-            aug=cols["aug"][r],
-            question_task=self.question_task()[questions],
-            task_names=self.names,
-        )
-
-    def answers(self, preds: np.ndarray, aug: np.ndarray) -> list[bytes]:
-        from hrm.data import arc
-
-        out = []
-        for p, a in zip(preds, aug):
-            grid = arc.decode(p.astype(np.uint8))
-            out.append(grid_bytes(arc.invert_aug_grid(grid, a)) if grid.size else b"\x00\x00")
-        return out
-
-    def truth(self, questions: np.ndarray) -> list[Any]:
-        from hrm.data import arc
-
-        cols = self.split.columns
-        return [
-            grid_bytes(arc.invert_aug_grid(arc.decode(cols["labels"][self.first_row[q]]), cols["aug"][self.first_row[q]]))
-            for q in questions
-        ]
-
-
 def task_eval(split: Split) -> TaskEval:
     """The evaluator of the split's task (`hrm.tasks`)."""
     return tasks.get(split.meta["task"]).evaluator(split)
-
-
-def arc_submission(te: ARCEval, result: "EvalResult") -> dict[str, list[dict[str, list[list[int]]]]]:
-    """Kaggle format: {task: [{"attempt_1": grid, "attempt_2": grid} per test input]}."""
-    sub: dict[str, dict[int, dict[str, list[list[int]]]]] = defaultdict(dict)
-    for q, ranked in zip(result.questions, result.ranked):
-        name, test_index = te.question_name(int(q))
-        grids = [bytes_grid(a).tolist() for a, _, _ in ranked[:2]] or [[[0]]]
-        while len(grids) < 2:
-            grids.append(grids[0])
-        sub[name][test_index] = {"attempt_1": grids[0], "attempt_2": grids[1]}
-    return {name: [tests[i] for i in sorted(tests)] for name, tests in sub.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -532,7 +316,7 @@ def evaluate_checkpoint(
     segments (default: each checkpoint's eval Mmax); `options` go to run_eval (views, ks,
     limit, batch_size, keep_examples). An ensemble's checkpoints must share one task and
     dataset shape (vocabulary, sequence length, puzzle ids)."""
-    from hrm.data.build import ensure_dataset
+    from hrm.dataset import ensure_dataset
 
     dev = torch.device(device)
     models, cfg = load_members(path if isinstance(path, (list, tuple)) else [path], dev, verified)
@@ -551,8 +335,6 @@ def eval_dtype(cfg: Any, device: torch.device) -> torch.dtype:
     """The dtype a checkpoint's training evaluated in on this kind of device (its
     train.dtype, `auto` resolved as hrm.train does), so evaluating it again gives its
     reported metrics."""
-    from hrm.train import resolve_dtype  # hrm.train imports this module
-
     return resolve_dtype(cfg.train.dtype, device.type)
 
 
@@ -597,7 +379,7 @@ def inference_scaling(path: str | Path, *, factor: int = 4, device: str = "cpu",
     """Inference-time scaling of a checkpoint (a seeds checkpoint: its ensemble): the metrics at
     each Mmax of `scaling_steps`, on the evaluation its training used (train.eval_samples,
     eval_views), all from one pass of the largest Mmax."""
-    from hrm.data.build import ensure_dataset
+    from hrm.dataset import ensure_dataset
 
     dev = torch.device(device)
     models, cfg = load_members([path], dev, verified)

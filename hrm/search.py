@@ -75,7 +75,7 @@ def run_length(cfg: Config) -> dict[str, Any]:
     """A run's last counters (eval_round, step, samples, flops: hrm.compute); None each for
     an epoch budget, which needs the dataset to count."""
     from hrm.compute import run_counters
-    from hrm.data.build import task_spec
+    from hrm.dataset import task_spec
 
     spec = task_spec(cfg.data)
     return run_counters(cfg, spec.seq_len, spec.vocab_size)

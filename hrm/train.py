@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -31,9 +30,10 @@ from hrm.checkpoint import (checkpoint_dirs, load_checkpoint, read_manifest, ver
                             write_seeds_checkpoint)
 from hrm.compute import budget_steps, evaluates_at, spent, step_cost
 from hrm.config import Config, ConfigError, save_config, to_dict
-from hrm.data.build import ensure_dataset
+from hrm.dataset import ensure_dataset
 from hrm.data.loader import SampleStream, Split
-from hrm.evaluate import autocast, run_eval
+from hrm.evaluate import run_eval
+from hrm.runtime import Runtime, all_reduce_grads, autocast, resolve_runtime
 from hrm.model import build_model
 from hrm.model import Carry, Recurrent
 from hrm.model.losses import act_loss
@@ -43,90 +43,6 @@ from hrm.runlog import MIRROR_S, RunLog, print_flushed
 
 Report = Callable[[dict[str, float], "str | None"], None]
 _IMAGES_PER_EVAL = 4  # prediction pictures logged to TensorBoard per evaluation
-
-
-# ---------------------------------------------------------------------------
-# runtime: device, precision, distributed
-
-
-@dataclass(frozen=True)
-class Runtime:
-    device: torch.device
-    dtype: torch.dtype
-    compile: bool
-    rank: int
-    world_size: int
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def _mps_available() -> bool:
-    return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX; oneDNN's check).
-    Without it bf16 is emulated and slower than float32."""
-    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def auto_dtype(device_type: str) -> str:
-    """train.dtype auto: bfloat16 where the hardware computes it natively (CUDA, bf16 CPUs;
-    RESULTS.md: within 1 point of fp32 on the mean of 3 seeds of the quickstart and above it
-    on the default search's best config, 2x faster per segment on a CPU), float32 elsewhere
-    (other CPUs, MPS)."""
-    return "bfloat16" if device_type == "cuda" or (device_type == "cpu" and cpu_has_bf16()) else "float32"
-
-
-def resolve_dtype(name: str, device_type: str) -> torch.dtype:
-    """train.dtype (`auto` resolved by `auto_dtype`) as a torch dtype on this kind of device."""
-    return getattr(torch, name if name != "auto" else auto_dtype(device_type))
-
-
-def pick_device(requested: str, cuda: bool, mps: bool) -> str:
-    """The device type for train.device `requested` given what the machine has: auto
-    takes CUDA, else Apple's MPS, else the CPU; asking for a missing one is an error."""
-    have = {"cuda": cuda, "mps": mps, "cpu": True}
-    if requested == "auto":
-        return next(d for d in ("cuda", "mps", "cpu") if have[d])
-    if not have[requested]:
-        raise ConfigError(f"train.device is '{requested}' but no {requested.upper()} device is available "
-                          "(use 'auto' or 'cpu')")
-    return requested
-
-
-def resolve_runtime(cfg: Config) -> Runtime:
-    t = cfg.train
-    kind = pick_device(t.device, torch.cuda.is_available(), _mps_available())
-    distributed = dist.is_available() and dist.is_initialized()
-    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    use_cuda = kind == "cuda"
-    if use_cuda:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        device = torch.device("cuda", local % torch.cuda.device_count())
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device(kind)  # MPS: float32 and eager unless asked (no float64: see losses)
-    compile_on = t.compile == "on" or (t.compile == "auto" and use_cuda)
-    if t.global_batch_size % world:
-        raise ConfigError(
-            f"train.global_batch_size ({t.global_batch_size}) must be divisible by the number of workers ({world})"
-        )
-    return Runtime(device, resolve_dtype(t.dtype, kind), compile_on, rank, world)
-
-
-def _all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:
-    if world == 1:
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset : offset + g.numel()].view_as(g))
-        offset += g.numel()
 
 
 # ---------------------------------------------------------------------------
@@ -224,7 +140,7 @@ def train_step(state: TrainState) -> dict[str, torch.Tensor]:
     loss, stats = act_loss(out, carry.labels, cfg.model.loss)
     (loss / cfg.train.global_batch_size).backward()
     params = [p for p in model.parameters()]
-    _all_reduce_grads(params, rt.world_size)
+    all_reduce_grads(params, rt.world_size)
     state.optimizer.step()
     state.optimizer.zero_grad(set_to_none=True)
     if state.puzzle_optimizer is not None:

@@ -321,7 +321,7 @@ def test_export_verify_and_corruption(tmp_path, run):
 
 def test_a_stored_checkpoint_reproduces_its_metrics(tmp_path, run):
     from hrm.checkpoint import load_model
-    from hrm.data.build import ensure_dataset
+    from hrm.dataset import ensure_dataset
     from hrm.data.loader import Split
     from hrm.evaluate import run_eval
 

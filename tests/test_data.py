@@ -13,7 +13,7 @@ import pytest
 from hrm import cli, tasks
 from hrm.config import ConfigError, DataConfig, SudokuConfig, from_dict
 from hrm.data import storage
-from hrm.data.build import build_dataset, builder_options, dataset_dir, ensure_dataset, task_spec
+from hrm.dataset import build_dataset, builder_options, dataset_dir, ensure_dataset, task_spec
 from hrm.data.loader import SampleStream, Split
 
 
@@ -160,7 +160,7 @@ def test_each_registered_task_is_shaped_built_evaluated_and_drawn(tmp_path, tiny
     assert 1 <= meta["num_puzzle_ids"] <= before.num_puzzle_ids  # ARC's is an upper bound
     assert meta["builder"] == builder_options(cfg) and set(entry.options(cfg)) <= set(meta["builder"])
     split = Split.load(path, "test")
-    assert type(entry.evaluator(split)).__name__ == {"sudoku": "TaskEval", "maze": "MazeEval", "arc": "ARCEval"}[task]
+    assert type(entry.evaluator(split)).__name__ == {"sudoku": "SudokuEval", "maze": "MazeEval", "arc": "ARCEval"}[task]
     cols = split.columns
     picture = entry.picture(cols["inputs"][0], cols["labels"][0], cols["labels"][0])
     assert picture.ndim == 3 and picture.shape[2] == 3 and picture.dtype == np.uint8
@@ -168,7 +168,7 @@ def test_each_registered_task_is_shaped_built_evaluated_and_drawn(tmp_path, tiny
 
 def test_data_task_allows_exactly_the_registered_tasks():
     hints = typing.get_type_hints(DataConfig)
-    assert set(typing.get_args(hints["task"])) == set(tasks.TASKS) == {"sudoku", "maze", "arc"}
+    assert typing.get_args(hints["task"]) == tuple(tasks.TASKS) == ("sudoku", "maze", "arc")  # config names them as data
     with pytest.raises(ConfigError, match="'data.task' must be one of 'sudoku', 'maze', 'arc', got 'chess'"):
         from_dict({"data": {"task": "chess"}})
     with pytest.raises(ValueError, match="unknown task 'chess' .allowed: sudoku, maze, arc."):

@@ -8,7 +8,7 @@ import torch
 
 from hrm import tasks
 from hrm.config import DataConfig, ModelConfig, SudokuConfig
-from hrm.data.build import build_dataset
+from hrm.dataset import build_dataset
 from hrm.data.loader import Split
 from hrm.evaluate import pass_at_k, rank_answers, run_eval
 from hrm.model import HRM

@@ -12,7 +12,8 @@ import pytest
 from hrm.data import arc, arc_tasks
 from hrm.data.loader import Split
 from hrm.data.storage import write_split
-from hrm.evaluate import ARCEval, arc_submission, bytes_grid, score_views
+from hrm.evaluate import score_views
+from hrm.tasks.arc import ARCEval, arc_submission, bytes_grid
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import torch
 
 from benchmarks.gpu_check import check_bf16, check_compile
 from hrm.config import load_config
-from hrm.train import cpu_has_bf16
+from hrm.runtime import cpu_has_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["model.hidden_size=32", "model.num_heads=4", "model.H_layers=1", "model.L_layers=1", "data.sudoku.size=4",

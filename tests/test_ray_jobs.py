@@ -53,7 +53,7 @@ def test_smoke_search_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
 
     from hrm.artifacts import ArtifactStore
     from hrm.checkpoint import load_model
-    from hrm.data.build import ensure_dataset
+    from hrm.dataset import ensure_dataset
     from hrm.data.loader import Split
     from hrm.evaluate import run_eval
     from hrm.remote import ObjectJournal

@@ -114,7 +114,7 @@ def test_a_dataset_is_built_once_and_fetched_by_other_nodes(s3, tmp_path, monkey
     """Two nodes (two data roots) sharing s3://bkt/datasets: the first builds and publishes,
     the second downloads the same bytes without building."""
     from hrm.config import load_config
-    from hrm.data import build
+    from hrm import dataset as build
 
     sets = ["data.num_train=20", "data.num_test=5", "data.num_aug=1", "data.sudoku.size=6",
             "data.sudoku.difficulty=easy", "data.sudoku.blanks=4", "data.share=s3://bkt/datasets"]

@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from hrm.config import ConfigError
-from hrm.data.build import ensure_dataset
+from hrm.dataset import ensure_dataset
 from hrm.data.loader import Split
 from hrm.evaluate import run_eval
 from hrm.checkpoint import checkpoint_dirs, load_model
-from hrm.train import init_state, pick_device, resolve_runtime, train, train_step
+from hrm.runtime import pick_device, resolve_runtime
+from hrm.train import init_state, train, train_step
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny_losses.json"
 
@@ -232,7 +233,7 @@ def test_device_auto_takes_cuda_then_mps_then_cpu():
 
 
 def test_resolve_runtime_on_mps_is_float32_eager(tiny, tmp_path, monkeypatch):
-    import hrm.train as T
+    import hrm.runtime as T
 
     monkeypatch.setattr(T, "_mps_available", lambda: True)
     monkeypatch.setattr(T.torch.cuda, "is_available", lambda: False)
@@ -242,7 +243,7 @@ def test_resolve_runtime_on_mps_is_float32_eager(tiny, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("bf16_cpu", [True, False])
 def test_dtype_auto_is_bf16_only_where_the_hardware_has_it(tiny, tmp_path, monkeypatch, bf16_cpu):
-    import hrm.train as T
+    import hrm.runtime as T
 
     monkeypatch.setattr(T, "cpu_has_bf16", lambda: bf16_cpu)
     rt = resolve_runtime(tiny.config(tmp_path, train={"dtype": "auto"}))

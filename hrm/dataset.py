@@ -24,7 +24,7 @@ import numpy as np
 from hrm import remote, tasks
 from hrm.config import ConfigError, DataConfig
 from hrm.data import storage
-from hrm.tasks import TaskSpec
+from hrm.tasks.base import TaskSpec
 
 FORMAT_VERSION = 1
 _PUBLISHED = "published.json"  # written last into a shared copy: it is complete
