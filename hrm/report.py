@@ -24,11 +24,10 @@ import pyarrow.fs as pafs
 
 from hrm.config import ConfigError
 from hrm.remote import ObjectJournal, is_uri, open_uri, upload_dir
-from hrm.report_figures import render, setting_label as label
+from hrm.report_figures import BINOMIAL, render, setting_label as label
 
 DRAWS = 10_000
 SEED = 20_240_601  # fixed: the same storage gives the same report
-BINOMIAL = ("exact_accuracy", "pass@1", "pass@2")  # metrics whose se can be estimated from eval_questions
 MIN_STUDY_TRIALS = 4  # fewer complete trials cannot rank a parameter at all
 MAX_LEVELS = 8  # an int param with more values is binned like a float, and not compared value by value
 

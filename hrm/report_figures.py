@@ -11,13 +11,12 @@ from typing import Any
 
 import numpy as np
 
+BINOMIAL = ("exact_accuracy", "pass@1", "pass@2")  # metrics with an evaluation se (a share of questions)
 MAX_LEGEND = 12  # more lines than this and a legend hides the plot
 MAX_ROWS = 30  # table rows shown in report.md (report.json has them all)
 IMPORTANCE_CHOICE = (
-    "Optuna's fANOVA where scikit-learn is installed, else its PED-ANOVA (numpy only). Measured on synthetic "
-    "searches where one param decides the metric and another changes nothing, the null param's share of the "
-    "importance: fANOVA 0.10-0.15 on a 3x2 grid, 0.01 on a 4x4 grid, 0.005 on 40 random trials; PED-ANOVA "
-    "0.16, 0.02 and 0.01-0.21 (it ranks by the few top trials, whose null values vary by chance)")
+    "Optuna's fANOVA where scikit-learn is installed (a dependency), else its PED-ANOVA (numpy only); fANOVA gave "
+    "a parameter that changes nothing less importance (benchmarks/RESULTS.md, \"Importance evaluators\")")
 
 
 def fmt(x: Any, sign: bool = False) -> str:
@@ -207,7 +206,8 @@ def _summary(report: dict[str, Any]) -> str:
                      f"(trials {', '.join(best['trials'])}, {best['n_seeds']} seed run(s)):\n\n"
                      f"**{metric} {fmt(best['mean'])} ± "
                      + (f"{fmt(best['seeds_std'])} (seeds' std) ± " if best["seeds_std"] is not None else "")
-                     + f"{fmt(best['eval_se'])} (evaluation's se)**")
+                     + (f"{fmt(best['eval_se'])} (evaluation's se)**" if report["metric"] in BINOMIAL
+                        else "(no evaluation se: it is computed for exact accuracy and pass@k)**"))
     n = s["noise"]
     if n["dominates"] == "seeds":
         lines.append(f"\nThe seeds' spread dominates: median seeds' std {fmt(n['median_seeds_std'])} against a median "

@@ -57,6 +57,7 @@ def test_smoke_search_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
     from hrm.data.loader import Split
     from hrm.evaluate import run_eval
     from hrm.remote import ObjectJournal
+    from hrm.space import load_space
     from ray_jobs import tune
 
     storage = tmp_path / "storage"
@@ -97,6 +98,7 @@ def test_smoke_search_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
     exp = storage / "smoke"
     runs = _tb_runs(exp)
     scaling = runs.pop(exp / "inference_scaling")
+    runs.pop(exp / "report")  # the report's figures and tables
     assert len(runs) == summary["trials"]  # one run per trial
     assert "inference_scaling/picture" in scaling and len(summary["inference_scaling"]) == table.num_rows
     for label, curve in summary["inference_scaling"].items():  # Mmax 1, 2, 4, ... up to 4x its training Mmax
@@ -108,6 +110,24 @@ def test_smoke_search_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
         assert any(t.startswith("predictions/") for t in tags)
         assert b"model.H_cycles" in tags["_hparams_/session_start_info"]
         assert b"eval/pass@2" in tags["_hparams_/experiment"]
+
+    # Compute rungs: every trial trains the same FLOP budget (its steps depend on its cost per
+    # step), reports the counters it spent, and ASHA cuts only at a rung (>= grace, < max_t).
+    space = load_space("smoke")
+    lasts = [[json.loads(line) for line in d.joinpath("result.json").read_text().splitlines()]
+             for d in exp.iterdir() if d.joinpath("result.json").exists()]
+    for rows in lasts:
+        assert all(r["samples"] == 32 * r["step"] and r["flops"] > 0 for r in rows)
+        last = rows[-1]["flops"]
+        assert last >= space.scheduler.max_t or space.scheduler.grace_period <= last < space.scheduler.max_t
+    assert len({rows[-1]["step"] for rows in lasts if rows[-1]["flops"] >= space.scheduler.max_t}) >= 2, lasts
+    assert sum(rows[-1]["flops"] < space.scheduler.max_t for rows in lasts) == summary["stopped_early"]
+    assert all("eval_by_mflop/token_accuracy" in tags and "eval_by_samples/pass@2" in tags for tags in runs.values())
+    # The report, written at the end of the search (its statistics: tests/test_report.py)
+    report = json.loads((exp / "report" / "report.json").read_text())
+    assert summary["report"] == str(exp / "report") and report["summary"]["trials"] == summary["trials"]
+    assert report["summary"]["by_status"]["stopped"] == summary["stopped_early"]
+    assert all((exp / "report" / path).exists() for path in report["figures"].values())
 
     # The Optuna study tells ASHA's cuts (PRUNED) from trials that ran to the end.
     journal = optuna.storages.JournalStorage(ObjectJournal(str(exp / "optuna-journal")))
