@@ -55,7 +55,7 @@ import pyarrow.parquet as pq
 
 from hrm.checkpoint import (CHECKPOINT_FILE, MANIFEST_FILE, CheckpointError, code_version, content_digest,
                             read_manifest, sha256_of, verify_checkpoint)
-from hrm.remote import open_uri as _open
+from hrm.storage import open_uri as _open
 
 _ID_CHARS = 16  # hex chars of sha256 kept in artifact_id (64 bits: collisions need ~4e9 ids)
 _GRACE_S = 600  # a superseded index version outlives its successor this long (for readers still on it)

@@ -27,6 +27,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from hrm.config import Config, ConfigError, from_dict, save_config
+from hrm.storage import atomic_path
 
 CHECKPOINT_FILE = "checkpoint.pt"
 MANIFEST_FILE = "manifest.json"
@@ -76,13 +77,9 @@ def _publish(root: Path, step: int, fill, keep: int) -> Path:
     """root/step_N written atomically: `fill(tmp)` writes the files into a temporary folder,
     which is renamed into place; the newest `keep` step folders are kept."""
     final = root / f"step_{step:08d}"
-    tmp = root / f".{final.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    fill(tmp)
-    if final.exists():  # a rerun from an earlier checkpoint reached this step again
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with atomic_path(final, folder=True) as tmp:  # a rerun from an earlier checkpoint may reach this step again
+        tmp.mkdir()
+        fill(tmp)
     for old in checkpoint_dirs(root, root)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -70,7 +70,7 @@ def _cmd_model_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from hrm.remote import check_folder
+    from hrm.storage import check_folder
     from hrm.train import train
 
     cfg = load_config(args.config, args.set)
@@ -86,8 +86,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from hrm.evaluate import evaluate_checkpoint, result_files, write_json
-    from hrm.remote import check_folder
+    from hrm.evaluate import evaluate_checkpoint, result_files
+    from hrm.storage import write_json
+    from hrm.storage import check_folder
 
     if args.checkpoint and not Path(args.checkpoint).exists():
         raise UsageError(f"--checkpoint {args.checkpoint} does not exist")

@@ -25,14 +25,15 @@ from typing import Annotated, Any, Literal
 
 import yaml
 
+from hrm.errors import ConfigError
+from hrm.storage import write_atomic
+
 # The tasks (hrm.tasks registers one module each, in this order) and how many augmented
 # variants a task has at most where it has a limit (a maze has 7 dihedral maps besides itself).
 TASK_NAMES = ("sudoku", "maze", "arc")
 MOST_AUGMENTATIONS = {"maze": 7}
 
 
-class ConfigError(ValueError):
-    """A config problem; the message is one line meant for the user."""
 
 
 @dataclass(frozen=True)
@@ -633,11 +634,7 @@ def load_config(spec: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    tmp.replace(path)
+    write_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def int_at_least(minimum: int):

@@ -21,22 +21,22 @@ from typing import Any, Callable
 
 import numpy as np
 
-from hrm import remote, tasks
+from hrm import storage, tasks
 from hrm.config import ConfigError, DataConfig
-from hrm.data import storage
+from hrm.data import arrow
 from hrm.tasks.base import TaskSpec
 
 FORMAT_VERSION = 1
 _PUBLISHED = "published.json"  # written last into a shared copy: it is complete
-DATASET_FILES = (*(f"{s}.arrow" for s in storage.SPLITS), _PUBLISHED)  # all a dataset folder of ours holds
+DATASET_FILES = (*(f"{s}.arrow" for s in arrow.SPLITS), _PUBLISHED)  # all a dataset folder of ours holds
 
 
 def task_spec(cfg: DataConfig) -> TaskSpec:
     """Vocabulary, sequence length and puzzle-id count a config's data will have: read
     from the dataset when it is built, else the task's own (see `hrm.tasks`)."""
-    built = storage.split_path(dataset_dir(cfg), "train")
+    built = arrow.split_path(dataset_dir(cfg), "train")
     if built.exists():
-        meta = storage.read_meta(built)
+        meta = arrow.read_meta(built)
         return TaskSpec(meta["vocab_size"], meta["seq_len"], meta["num_puzzle_ids"])
     return tasks.get(cfg.task).spec(cfg)
 
@@ -107,7 +107,7 @@ def build_dataset(
             "builder": builder_options(cfg),
             **built.meta,
         }
-        storage.write_split(storage.split_path(tmp, split), cols, meta)
+        arrow.write_split(arrow.split_path(tmp, split), cols, meta)
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:  # another process built it first: same bytes
             shutil.rmtree(tmp, ignore_errors=True)
@@ -130,7 +130,7 @@ def _move_into_place(tmp: Path, out: Path) -> None:
     except OSError:
         # Another process renamed the same dataset into place first: same bytes.
         shutil.rmtree(tmp, ignore_errors=True)
-        if not storage.split_path(out, "train").exists():
+        if not arrow.split_path(out, "train").exists():
             raise
 
 
@@ -140,16 +140,16 @@ def ensure_dataset(cfg: DataConfig, log: Callable[[str], None] | None = None) ->
     built here is published there, so a cluster builds each option set once."""
     log = log or (lambda msg: print(msg, flush=True))
     path = dataset_dir(cfg)
-    if all(storage.split_path(path, s).exists() for s in storage.SPLITS):
+    if all(arrow.split_path(path, s).exists() for s in arrow.SPLITS):
         return path
     if cfg.path is not None and cfg.sudoku.train_csv is None:
         raise ConfigError(f"data.path {cfg.path} has no train.arrow/test.arrow (build it with `hrm data build`)")
     shared = f"{cfg.share.rstrip('/')}/{path.name}" if cfg.share and cfg.path is None else None
     start = time.monotonic()
-    if shared and remote.exists(f"{shared}/{_PUBLISHED}"):
+    if shared and storage.exists(f"{shared}/{_PUBLISHED}"):
         log(f"[data] fetching {cfg.task} dataset {shared} into {path}")
         tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        remote.download_dir(shared, tmp)
+        storage.download_dir(shared, tmp)
         _move_into_place(tmp, path)
         log(f"[data] fetched {path} in {time.monotonic() - start:.1f}s")
         return path
@@ -158,7 +158,7 @@ def ensure_dataset(cfg: DataConfig, log: Callable[[str], None] | None = None) ->
     log(f"[data] built {path} in {time.monotonic() - start:.1f}s")
     if shared:
         # The marker goes last: a reader that sees it sees every file (same bytes from any builder).
-        remote.upload_dir(path, shared)
-        remote.write_bytes(f"{shared}/{_PUBLISHED}", json.dumps(builder_options(cfg), sort_keys=True).encode())
+        storage.upload_dir(path, shared)
+        storage.write_bytes(f"{shared}/{_PUBLISHED}", json.dumps(builder_options(cfg), sort_keys=True).encode())
         log(f"[data] published {path.name} to {cfg.share}")
     return path

@@ -25,7 +25,6 @@ Metrics (named, never positional):
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -297,14 +296,6 @@ def binomial_se(p: float, n: float) -> float:
     """The standard error of a success rate `p` measured on `n` independent questions (or
     tasks): how far another draw of as many test puzzles would move it, sqrt(p(1-p)/n)."""
     return math.sqrt(max(p * (1.0 - p), 0.0) / n) if n > 0 else 0.0
-
-
-def write_json(path: str | Path, obj: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj))
-    tmp.replace(path)
 
 
 def evaluate_checkpoint(

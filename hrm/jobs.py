@@ -17,7 +17,7 @@ from typing import Any
 from hrm.artifacts import ArtifactStore, check_name
 from hrm.cli import Parser, exit_now, make_parser  # exit_now: the jobs end through it too
 from hrm.config import Config, ConfigError, anchor_paths, int_at_least, load_config, to_dict
-from hrm.remote import check_storage, exists, is_uri, write_bytes
+from hrm.storage import check_storage, exists, is_uri, write_bytes
 from hrm.search import Budget, SearchSpace, describe, hparams, with_rung_score
 from hrm.space import load_space
 
@@ -85,7 +85,7 @@ def run_worker(config: dict, report: Callable[[dict, str | None], None], restore
     import torch
 
     from hrm.config import from_dict
-    from hrm.remote import RUN_FILES, Mirror
+    from hrm.storage import RUN_FILES, Mirror
     from hrm.train import train
 
     # As many intra-op threads as CPUs this worker was given (1.9 -> 2):
@@ -151,7 +151,7 @@ def _scaling_tensorboard(curves: dict[str, dict[int, float]], metric: str, remot
     import matplotlib.pyplot as plt
     from torch.utils.tensorboard import SummaryWriter
 
-    from hrm.remote import Mirror
+    from hrm.storage import Mirror
 
     with tempfile.TemporaryDirectory(prefix="hrm-scaling-") as tmp:
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)

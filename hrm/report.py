@@ -1,5 +1,5 @@
 """`hrm report`: what a search found, and which of its differences are real at the noise it measured.
-Reads `<root>/<experiment>/` (folder or URI, all through `hrm.remote`): space.json, the trial folders,
+Reads `<root>/<experiment>/` (folder or URI, all through `hrm.storage`): space.json, the trial folders,
 the Optuna journal, the artifact index; writes `<root>/<experiment>/report/` (built locally, uploaded).
 
 Two noises are kept apart: the seeds' spread (`<metric>_std`) and the evaluation's binomial se
@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow.fs as pafs
 
 from hrm.config import ConfigError
-from hrm.remote import ObjectJournal, is_uri, open_uri, upload_dir
+from hrm.storage import ObjectJournal, is_uri, open_uri, upload_dir
 from hrm.report_figures import BINOMIAL, render, setting_label as label
 
 DRAWS = 10_000

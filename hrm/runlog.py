@@ -10,12 +10,11 @@ other ranks get a RunLog that says and writes nothing.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from hrm.remote import Mirror
+from hrm.storage import Mirror, write_atomic
 
 MIRROR_S = 30.0  # a mirrored run pushes its logs at least this often (and after every evaluation)
 EVAL_SCALARS = ("pass@1", "pass@2", "exact_accuracy", "token_accuracy")  # HParams' metrics
@@ -29,9 +28,7 @@ def print_flushed(msg: str) -> None:
 def _truncate_history(path: Path, step: int) -> None:
     """Drop history lines past `step` (written by a run that died after its checkpoint)."""
     keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    os.replace(tmp, path)
+    write_atomic(path, "".join(line + "\n" for line in keep))
 
 
 class RunLog:

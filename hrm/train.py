@@ -38,7 +38,7 @@ from hrm.model import build_model
 from hrm.model import Carry, Recurrent
 from hrm.model.losses import act_loss
 from hrm.optim import EMA, AdamATan2, SparseSignSGD, lr_at
-from hrm.remote import Mirror
+from hrm.storage import Mirror
 from hrm.runlog import MIRROR_S, RunLog, print_flushed
 
 Report = Callable[[dict[str, float], "str | None"], None]

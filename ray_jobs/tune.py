@@ -18,7 +18,7 @@ import time
 
 from hrm.config import ConfigError
 from hrm.jobs import exit_now, make_private, report_search, scale_kept, scaling_of, search_args, write_space
-from hrm.remote import ObjectJournal
+from hrm.storage import ObjectJournal
 from hrm.search import SearchSpace, define_by_run, search_summary
 
 

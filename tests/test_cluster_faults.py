@@ -132,7 +132,7 @@ def test_search_on_s3_killed_driver_resumes_from_the_bucket(s3, tmp_path):
         assert "_hparams_/session_start_info" in tags
     import optuna
 
-    from hrm.remote import ObjectJournal
+    from hrm.storage import ObjectJournal
 
     journal = optuna.storages.JournalStorage(ObjectJournal("s3://bkt/hrm/s3/optuna-journal"))
     study = optuna.load_study(study_name="s3", storage=journal)

@@ -12,7 +12,7 @@ import pytest
 
 from hrm import cli, tasks
 from hrm.config import ConfigError, DataConfig, SudokuConfig, from_dict
-from hrm.data import storage
+from hrm.data import arrow
 from hrm.dataset import build_dataset, builder_options, dataset_dir, ensure_dataset, task_spec
 from hrm.data.loader import SampleStream, Split
 
@@ -35,7 +35,7 @@ def test_metadata_records_shape_counts_seed_and_builder(tmp_path):
     cfg = small(tmp_path, seed=7)
     path = ensure_dataset(cfg, log=lambda _m: None)
     assert path == dataset_dir(cfg) and path.parent == tmp_path
-    meta = storage.read_meta(path / "train.arrow")
+    meta = arrow.read_meta(path / "train.arrow")
     assert meta["vocab_size"] == 6 and meta["seq_len"] == 16 and meta["num_puzzle_ids"] == 1
     assert meta["num_rows"] == 40 * 4 and meta["num_groups"] == 40 and meta["seed"] == 7
     assert meta["builder"]["sudoku"] == {"size": 4, "difficulty": "easy", "blanks": 5, "train_csv": None, "test_csv": None,
@@ -57,7 +57,7 @@ def test_other_options_get_another_cache_folder(tmp_path):
 
 def test_read_split_is_memory_mapped_zero_copy(tmp_path):
     path = build_dataset(small(tmp_path), tmp_path / "d")
-    cols, meta = storage.read_split(path / "train.arrow")
+    cols, meta = arrow.read_split(path / "train.arrow")
     assert cols["inputs"].shape == (160, 16) and cols["inputs"].dtype == np.uint8
     assert not cols["inputs"].flags.owndata  # a view of the mapped file
 
@@ -94,7 +94,7 @@ def test_cli_builds_a_dataset(tmp_path, capsys):
     )
     assert code == 0
     assert json.loads(capsys.readouterr().out)["path"] == str(out)
-    assert storage.read_meta(out / "train.arrow")["num_rows"] == 20
+    assert arrow.read_meta(out / "train.arrow")["num_rows"] == 20
     assert cli.main(["data", "build", "sudoku", "--size", "4", "--difficulty", "easy", "--out", str(tmp_path / "x")]) == 2
     assert "data.sudoku.blanks" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
@@ -128,12 +128,12 @@ def test_stream_takes_all_examples_of_one_variant_per_group():
 
 
 def test_big_splits_are_written_in_batches_and_read_without_concatenation(tmp_path, monkeypatch):
-    monkeypatch.setattr(storage, "_MAX_VALUES", 1000)  # Arrow's 2^31 cap, scaled down
+    monkeypatch.setattr(arrow, "_MAX_VALUES", 1000)  # Arrow's 2^31 cap, scaled down
     a = np.arange(300 * 16, dtype=np.uint8).reshape(300, 16)
     cols = {"inputs": a, "labels": a[::-1].copy(), "puzzle_id": np.zeros(300, np.int32), "group_id": np.arange(300, dtype=np.int32)}
-    storage.write_split(tmp_path / "train.arrow", cols, {"seq_len": 16})
-    got, _ = storage.read_split(tmp_path / "train.arrow")
-    assert isinstance(got["inputs"], storage.ChunkedRows) and len(got["inputs"].chunks) > 1
+    arrow.write_split(tmp_path / "train.arrow", cols, {"seq_len": 16})
+    got, _ = arrow.read_split(tmp_path / "train.arrow")
+    assert isinstance(got["inputs"], arrow.ChunkedRows) and len(got["inputs"].chunks) > 1
     idx = np.array([299, 0, 62, 63, 64, 150, 62])
     assert np.array_equal(got["inputs"][idx], a[idx]) and np.array_equal(got["inputs"][7], a[7])
     rows = SampleStream(Split(got, {}), seed=0).take(300)
@@ -155,7 +155,7 @@ def test_each_registered_task_is_shaped_built_evaluated_and_drawn(tmp_path, tiny
     before = task_spec(cfg)  # from the registry: nothing built yet
     assert before == entry.spec(cfg)
     path = ensure_dataset(cfg, log=lambda _m: None)
-    meta = storage.read_meta(path / "train.arrow")
+    meta = arrow.read_meta(path / "train.arrow")
     assert (meta["task"], meta["vocab_size"], meta["seq_len"]) == (task, before.vocab_size, before.seq_len)
     assert 1 <= meta["num_puzzle_ids"] <= before.num_puzzle_ids  # ARC's is an upper bound
     assert meta["builder"] == builder_options(cfg) and set(entry.options(cfg)) <= set(meta["builder"])

@@ -11,7 +11,7 @@ import pytest
 
 from hrm.data import arc, arc_tasks
 from hrm.data.loader import Split
-from hrm.data.storage import write_split
+from hrm.data.arrow import write_split
 from hrm.evaluate import score_views
 from hrm.tasks.arc import ARCEval, arc_submission, bytes_grid
 

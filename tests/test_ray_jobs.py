@@ -56,7 +56,7 @@ def test_smoke_search_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
     from hrm.dataset import ensure_dataset
     from hrm.data.loader import Split
     from hrm.evaluate import run_eval
-    from hrm.remote import ObjectJournal
+    from hrm.storage import ObjectJournal
     from hrm.space import load_space
     from ray_jobs import tune
 

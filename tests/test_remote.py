@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hrm.config import ConfigError
-from hrm.remote import RUN_FILES, Mirror, ObjectJournal, check_storage, exists, write_bytes
+from hrm.storage import RUN_FILES, Mirror, ObjectJournal, check_storage, exists, write_bytes
 from tests.s3 import s3_in_environ
 
 ROOT = Path(__file__).resolve().parents[1]

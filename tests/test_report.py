@@ -81,7 +81,7 @@ def write_search(root: Path, name: str, settings: list[dict], truth, *, params: 
 def _study(root: Path, name: str, params: list[dict], mode: str, finals: list) -> None:
     import optuna
 
-    from hrm.remote import ObjectJournal
+    from hrm.storage import ObjectJournal
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dists = {p["name"]: optuna.distributions.CategoricalDistribution(p["values"]) if p["kind"] == "categorical"
@@ -330,7 +330,7 @@ def test_a_report_on_object_storage_reads_and_writes_the_bucket(grid_report, tmp
     numbers the local report gave."""
     import pyarrow.fs as pafs
 
-    from hrm.remote import open_uri, upload_dir
+    from hrm.storage import open_uri, upload_dir
     from tests.s3 import s3_in_environ
 
     root, local, _ = grid_report

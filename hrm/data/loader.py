@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from hrm.config import ConfigError
-from hrm.data import storage
+from hrm.data import arrow
 
 
 @dataclass
@@ -30,11 +30,11 @@ class Split:
     def load(cls, root: str | Path, split: str) -> "Split":
         """A split of a dataset folder; ConfigError (one line naming the file) if it is
         missing or not a dataset split hrm wrote (columns, metadata, rows)."""
-        path = storage.split_path(root, split)
+        path = arrow.split_path(root, split)
         if not path.is_file():
             raise ConfigError(f"dataset {root}: no {path.name} (not a dataset folder; build one with `hrm data build`)")
         try:
-            columns, meta = storage.read_split(path)
+            columns, meta = arrow.read_split(path)
         except (OSError, ValueError, KeyError, TypeError) as exc:  # pyarrow's errors are OSError/ValueError
             raise ConfigError(f"dataset {root}: {path.name} is not a dataset split hrm wrote ({exc})") from None
         missing = [c for c in ("inputs", "labels", "puzzle_id", "group_id") if c not in columns]

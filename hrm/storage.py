@@ -1,7 +1,10 @@
 """Storage given as a path or a URI alike: a local or shared folder, or any object store
 pyarrow reaches (s3://, gs://, hdfs://; `AWS_ENDPOINT_URL` points s3:// at another
-S3-compatible server).
+S3-compatible server). The bottom of the library: nothing here imports another hrm module
+but the error.
 
+- `atomic_path` / `write_atomic`: the one way a local file or folder is written so that a
+  reader (or a crash) never sees half of it: beside it, then renamed into place.
 - `check_storage`: one line saying what is wrong with a storage, before any work starts.
 - `Mirror`: a node-local folder kept copied to storage. Object stores cannot append, and
   TensorBoard and metrics.jsonl grow by appends, so a run writes them on its own node and
@@ -14,17 +17,53 @@ pyarrow does the transfers; this module only decides which files move.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pyarrow.fs as pafs
 
-from hrm.config import ConfigError
+from hrm.errors import ConfigError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, folder: bool = False) -> Iterator[Path]:
+    """A temporary path beside `path` for the caller to write (a file, or with `folder` a
+    folder it creates); renamed onto `path` when the block ends, removed if it raises. A
+    folder replaces an existing one (a rerun reaching the same step writes it again)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _remove(tmp)
+    try:
+        yield tmp
+        if folder and path.is_dir():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write a whole local file atomically (`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj))
 
 
 def is_uri(spec: str) -> bool:
@@ -93,9 +132,10 @@ def exists(uri: str) -> bool:
 
 
 def write_bytes(uri: str, data: bytes) -> None:
+    """One whole file at a path or URI (an object PUT is atomic; a local file is `write_atomic`)."""
     fs, path = open_uri(uri)
     if isinstance(fs, pafs.LocalFileSystem):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return write_atomic(path, data)
     with fs.open_output_stream(path) as f:
         f.write(data)
 
@@ -104,10 +144,8 @@ def _put(local: str, fs: pafs.FileSystem, dest: str) -> None:
     """Copy one local file to `dest`; a reader never sees half of it (an object PUT is atomic;
     a local copy is written beside and renamed)."""
     if isinstance(fs, pafs.LocalFileSystem):
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        tmp = f"{dest}.tmp-{os.getpid()}"
-        shutil.copyfile(local, tmp)
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(local, tmp)
     else:
         pafs.copy_files(local, dest, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
 

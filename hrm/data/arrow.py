@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from hrm.storage import atomic_path
+
 META_KEY = b"hrm"
 SPLITS = ("train", "test")
 _MAX_VALUES = 2**31 - 1
@@ -79,14 +81,11 @@ def write_split(path: str | os.PathLike, columns: dict[str, np.ndarray], meta: d
         names.append(name)
     table = pa.Table.from_arrays(arrays, names=names)
     table = table.replace_schema_metadata({META_KEY: json.dumps(meta, sort_keys=True).encode()})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     widths = [arr.shape[1] for arr in columns.values() if arr.ndim == 2] or [1]
     # Arrow IPC caps one array at 2^31 - 1 values: split big splits into batches.
     rows_per_batch = max(1, _MAX_VALUES // max(widths))
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+    with atomic_path(path) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table, max_chunksize=rows_per_batch)
-    os.replace(tmp, path)
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
