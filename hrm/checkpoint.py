@@ -10,7 +10,7 @@ checkpoint's step and checksum without unpickling its tensors.
 A *seeds* checkpoint (a trial trained with several seeds in lockstep) is a folder of
 `seed_<s>/` checkpoint folders, one per seed, with a manifest of its own: the step,
 the metrics over the seeds (mean and `_std`), each seed's metrics and every file.
-Evaluating it votes across its seeds (`hrm.evaluate.load_members`).
+Evaluating it votes across its seeds (`hrm.inference.load_members`).
 """
 
 from __future__ import annotations

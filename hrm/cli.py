@@ -86,7 +86,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from hrm.evaluate import evaluate_checkpoint, result_files
+    from hrm.inference import evaluate_checkpoint, result_files
     from hrm.storage import write_json
     from hrm.storage import check_folder
 

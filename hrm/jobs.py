@@ -114,9 +114,9 @@ def index_checkpoint(space: SearchSpace, name: str, storage: str, trial_id: str,
 
 
 def scaling_of(root: str, artifact_id: str, factor: int, device: str) -> dict[int, dict[str, float]]:
-    """Inference-time scaling of one stored checkpoint (`hrm.evaluate.inference_scaling`), run
+    """Inference-time scaling of one stored checkpoint (`hrm.inference.inference_scaling`), run
     where Ray places it: it reads its own copy from the store."""
-    from hrm.evaluate import inference_scaling
+    from hrm.inference import inference_scaling
 
     with ArtifactStore(root).local_copy(artifact_id) as (folder, _row):
         return inference_scaling(folder, factor=factor, device=device, verified=True)

@@ -76,7 +76,7 @@ def test_a_seeds_run_resumes_bit_for_bit(tmp_path, cfg_at):
 
 
 def test_a_seeds_checkpoint_evaluates_as_an_ensemble_and_indexes_mean_and_spread(tmp_path, cfg_at):
-    from hrm.evaluate import evaluate_checkpoint
+    from hrm.inference import evaluate_checkpoint
 
     reports = []
     train(cfg_at(tmp_path / "r"), seeds=2, log=lambda _m: None, report=lambda m, c: reports.append((m, c)))

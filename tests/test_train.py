@@ -106,7 +106,7 @@ def test_resume_continues_bit_for_bit(tmp_path, tiny_config, ema):
 
 def test_ema_weights_are_what_evaluation_uses_and_checkpoints_store(tmp_path, tiny_config):
     from hrm.checkpoint import load_checkpoint
-    from hrm.evaluate import evaluate_checkpoint, predict
+    from hrm.inference import evaluate_checkpoint, predict
 
     reports = []
     train(tiny_config(tmp_path, ema=0.9), log=lambda _m: None, report=lambda m, c: reports.append((m, c)))

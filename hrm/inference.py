@@ -1,0 +1,101 @@
+"""Evaluating stored checkpoints: one, or an ensemble of several (a seeds checkpoint is the
+ensemble of its seeds), at their own Mmax or at several Mmax in one pass (inference-time
+scaling), in the dtype each trained in; the files `hrm eval --out` writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hrm import tasks
+from hrm.config import ConfigError
+from hrm.checkpoint import load_model, seed_folders, verify_checkpoint
+from hrm.data.loader import Split
+from hrm.dataset import ensure_dataset
+from hrm.evaluate import EvalResult, run_eval, run_eval_at, task_eval
+from hrm.runtime import resolve_dtype
+
+
+def evaluate_checkpoint(
+    path: str | Path | list[str | Path], *, data: str | Path | None = None, split: str = "test", device: str = "cpu",
+    verified: bool = False, mmax: int | None = None, **options: Any,
+) -> tuple[EvalResult, Split]:
+    """Load a checkpoint folder, or several as an ensemble (each checked against its manifest
+    unless `verified`), and `run_eval` on the first one's dataset (or `data`), at `mmax`
+    segments (default: each checkpoint's eval Mmax); `options` go to run_eval (views, ks,
+    limit, batch_size, keep_examples). An ensemble's checkpoints must share one task and
+    dataset shape (vocabulary, sequence length, puzzle ids)."""
+    dev = torch.device(device)
+    models, cfg = load_members(path if isinstance(path, (list, tuple)) else [path], dev, verified)
+    folder = Path(data) if data else ensure_dataset(cfg.data)
+    data_split = Split.load(folder, split)
+    meta, model = data_split.meta, models[0]
+    if (meta["task"], meta["vocab_size"], meta["seq_len"]) != (cfg.data.task, model.vocab_size, model.seq_len):
+        raise ConfigError(f"dataset {folder}: {meta['task']} with vocabulary {meta['vocab_size']} and sequence length "
+                          f"{meta['seq_len']}; the checkpoint's model is {cfg.data.task} with {model.vocab_size} and "
+                          f"{model.seq_len}")
+    options.setdefault("batch_size", 256)
+    return run_eval(models, data_split, device=dev, dtype=eval_dtype(cfg, dev), steps=mmax, **options), data_split
+
+
+def eval_dtype(cfg: Any, device: torch.device) -> torch.dtype:
+    """The dtype a checkpoint's training evaluated in on this kind of device (its
+    train.dtype, `auto` resolved as hrm.train does), so evaluating it again gives its
+    reported metrics."""
+    return resolve_dtype(cfg.train.dtype, device.type)
+
+
+def load_members(paths: list[str | Path], device: torch.device, verified: bool = False):
+    """(models, the first one's config) of checkpoint folders that can vote together (a seeds
+    checkpoint gives one per seed), else one ConfigError line naming the first that does not fit."""
+    expanded = []
+    for path in paths:  # a seeds checkpoint is one member per seed, checked as a whole
+        if Path(path).is_dir() and (seeds := seed_folders(path)):
+            if not verified:
+                verify_checkpoint(str(path))
+            expanded += seeds
+        else:
+            expanded.append(path)
+    models, shapes, cfg = [], [], None
+    for path in expanded:
+        model, member_cfg, payload = load_model(path, device=device, verified=verified or path not in paths)
+        task = payload["task"]
+        shape = (member_cfg.data.task, task["vocab_size"], task["seq_len"], task["num_puzzle_ids"])
+        if shapes and shape != shapes[0]:
+            def show(s):
+                return f"{s[0]} (vocabulary {s[1]}, sequence length {s[2]}, {s[3]} puzzle ids)"
+
+            raise ConfigError(f"ensemble: {path} is a model of {show(shape)} but {expanded[0]} of {show(shapes[0])}: "
+                              "an ensemble's checkpoints must come from one task and dataset")
+        models.append(model)
+        shapes.append(shape)
+        cfg = cfg or member_cfg
+    return models, cfg
+
+
+def scaling_steps(train_mmax: int, factor: int) -> list[int]:
+    """Mmax 1, 2, 4, ... up to factor x the training Mmax (and that value itself)."""
+    top = factor * train_mmax
+    return sorted({2**i for i in range(top.bit_length()) if 2**i <= top} | {top})
+
+
+def inference_scaling(path: str | Path, *, factor: int = 4, device: str = "cpu",
+                      verified: bool = False) -> dict[int, dict[str, float]]:
+    """Inference-time scaling of a checkpoint (a seeds checkpoint: its ensemble): the metrics at
+    each Mmax of `scaling_steps`, on the evaluation its training used (train.eval_samples,
+    eval_views), all from one pass of the largest Mmax."""
+    dev = torch.device(device)
+    models, cfg = load_members([path], dev, verified)
+    t = cfg.train
+    split = Split.load(ensure_dataset(cfg.data), "test")
+    steps = scaling_steps(cfg.model.halt_max_steps, factor)
+    results = run_eval_at(models, split, steps, batch_size=t.eval_batch_size or t.global_batch_size,
+                          limit=t.eval_samples, views=t.eval_views, device=dev, dtype=eval_dtype(cfg, dev))
+    return {s: results[s].metrics for s in steps}
+
+
+def result_files(result: EvalResult, split: Split) -> dict[str, Any]:
+    """What `--out` gets: metrics.json and the task's own files (ARC: submission.json)."""
+    return {"metrics.json": result.metrics, **tasks.get(split.meta["task"]).files(task_eval(split), result)}
