@@ -71,7 +71,7 @@ def _cmd_model_info(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from hrm.storage import check_folder
-    from hrm.train import train
+    from hrm.seeds import train_seeds
 
     cfg = load_config(args.config, args.set)
     out = args.out or cfg.train.out_dir
@@ -80,7 +80,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     check_folder("--out" if args.out else "train.out_dir", out)
     if cfg.data.path is None:
         check_folder("data.root", cfg.data.root)
-    metrics = train(cfg, out_dir=out, resume=args.resume, seeds=args.seeds)
+    metrics = train_seeds(cfg, args.seeds, out_dir=out, resume=args.resume)
     print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}))
     return 0
 

@@ -77,7 +77,7 @@ def worker_config(cfg: Config, run_dir: str, storage: str, hparams: dict | None 
 
 def run_worker(config: dict, report: Callable[[dict, str | None], None], restored: Any,
                log: Callable[[str], None] | None) -> None:
-    """One rank of `hrm.train.train` on a `worker_config`, the same code in a Ray Train worker
+    """One rank of `hrm.seeds.train_seeds` on a `worker_config`, the same code in a Ray Train worker
     and in a Tune trial that trains in its own process: `report(metrics, checkpoint_dir)`
     hands each evaluation to Ray; `restored` is Ray's checkpoint to resume from (or None).
     The run folder is node-local scratch, mirrored to the storage (checkpoints go through
@@ -86,7 +86,7 @@ def run_worker(config: dict, report: Callable[[dict, str | None], None], restore
 
     from hrm.config import from_dict
     from hrm.storage import RUN_FILES, Mirror
-    from hrm.train import train
+    from hrm.seeds import train_seeds
 
     # As many intra-op threads as CPUs this worker was given (1.9 -> 2):
     # oversubscribed OpenMP threads on a shared 2-core machine ran 10-25x slower.
@@ -97,10 +97,9 @@ def run_worker(config: dict, report: Callable[[dict, str | None], None], restore
 
     with restored.as_directory() if restored else contextlib.nullcontext() as resume_from, \
             tempfile.TemporaryDirectory(prefix="hrm-run-") as scratch:
-        train(from_dict(config["cfg"]), out_dir=f"{scratch}/hrm", resume_from=resume_from, report=scored,
-              log=log or (lambda _m: None), tensorboard_dir=scratch, hparams=config.get("hparams"),
-              seeds=config.get("seeds", 1),
-              mirror=Mirror(scratch, config["mirror"], only=RUN_FILES, skip=["hrm/checkpoints"]))
+        train_seeds(from_dict(config["cfg"]), config.get("seeds", 1), out_dir=f"{scratch}/hrm", resume_from=resume_from,
+                    report=scored, log=log or (lambda _m: None), tensorboard_dir=scratch, hparams=config.get("hparams"),
+                    mirror=Mirror(scratch, config["mirror"], only=RUN_FILES, skip=["hrm/checkpoints"]))
 
 
 def index_checkpoint(space: SearchSpace, name: str, storage: str, trial_id: str, params: dict, path: str) -> None:

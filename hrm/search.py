@@ -163,7 +163,7 @@ class Budget:
     # 3 s of Ray overhead per trial instead of 20, RESULTS.md); always: a worker group.
     worker_group: Literal["auto", "always"] = "auto"
     # Seeds each trial trains in lockstep (train.seed, +1, ...): its reports carry each metric's
-    # mean (what ASHA, Optuna and the store rank by) and `<metric>_std` (hrm.train.train).
+    # mean (what ASHA, Optuna and the store rank by) and `<metric>_std` (hrm.seeds.train_seeds).
     seeds: AtLeast1 = 1
 
     def __post_init__(self) -> None:

@@ -19,7 +19,7 @@ N_QUESTIONS = 400
 
 
 def _over_seeds(rows: list[dict]) -> dict:
-    """The trial's own row as hrm.train.over_seeds writes it: means, _std, _se of the mean."""
+    """The trial's own row as hrm.seeds.over_seeds writes it: means, _std, _se of the mean."""
     out = {k: rows[0][k] for k in ("step", "samples", "flops", "eval_round", "eval_questions", "inference_flops")}
     for key in ("pass@2", "exact_accuracy"):
         values = np.array([r[key] for r in rows])

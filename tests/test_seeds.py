@@ -11,6 +11,7 @@ import pytest
 
 from hrm.artifacts import ArtifactStore
 from hrm.checkpoint import CheckpointError, checkpoint_dirs, load_checkpoint, seed_folders, verify_checkpoint
+from hrm.seeds import train_seeds
 from hrm.train import train
 
 
@@ -32,7 +33,7 @@ def test_each_seed_trains_as_it_would_alone_and_reports_mean_and_spread(tmp_path
         train(cfg_at(tmp_path / f"alone{seed}", seed=seed), log=lambda _m: None)
         alone[seed] = tmp_path / f"alone{seed}" / "run"
     reports = []
-    train(cfg_at(tmp_path / "both"), seeds=2, log=lambda _m: None, report=lambda m, c: reports.append((m, c)))
+    train_seeds(cfg_at(tmp_path / "both"), 2, log=lambda _m: None, report=lambda m, c: reports.append((m, c)))
     run = tmp_path / "both" / "run"
     for seed in (0, 1):  # its own RNG stream and data: the same numbers as the run alone
         assert [r["loss/total"] for r in history(run / f"seed_{seed}")] == \
@@ -56,7 +57,7 @@ def test_each_seed_trains_as_it_would_alone_and_reports_mean_and_spread(tmp_path
 
 def test_a_seeds_run_resumes_bit_for_bit(tmp_path, cfg_at):
     full = cfg_at(tmp_path / "a")
-    train(full, seeds=2, log=lambda _m: None)
+    train_seeds(full, 2, log=lambda _m: None)
 
     class Stop(Exception):
         pass
@@ -66,8 +67,8 @@ def test_a_seeds_run_resumes_bit_for_bit(tmp_path, cfg_at):
 
     cut = cfg_at(tmp_path / "b")
     with pytest.raises(Stop):
-        train(cut, seeds=2, log=lambda _m: None, report=stop)
-    train(cut, seeds=2, resume=True, log=lambda _m: None)
+        train_seeds(cut, 2, log=lambda _m: None, report=stop)
+    train_seeds(cut, 2, resume=True, log=lambda _m: None)
     for seed in (0, 1):
         want = history(tmp_path / "a" / "run" / f"seed_{seed}")
         got = history(tmp_path / "b" / "run" / f"seed_{seed}")
@@ -79,7 +80,7 @@ def test_a_seeds_checkpoint_evaluates_as_an_ensemble_and_indexes_mean_and_spread
     from hrm.inference import evaluate_checkpoint
 
     reports = []
-    train(cfg_at(tmp_path / "r"), seeds=2, log=lambda _m: None, report=lambda m, c: reports.append((m, c)))
+    train_seeds(cfg_at(tmp_path / "r"), 2, log=lambda _m: None, report=lambda m, c: reports.append((m, c)))
     metrics, ckpt = reports[-1]
     result, _ = evaluate_checkpoint(ckpt, batch_size=32)
     assert result.metrics["ensemble_members"] == 2

@@ -16,7 +16,8 @@ from hrm.data.loader import Split
 from hrm.evaluate import run_eval
 from hrm.checkpoint import checkpoint_dirs, load_model
 from hrm.runtime import pick_device, resolve_runtime
-from hrm.train import init_state, train, train_step
+from hrm.train import train, train_step
+from hrm.train_state import init_state
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny_losses.json"
 
@@ -106,7 +107,8 @@ def test_resume_continues_bit_for_bit(tmp_path, tiny_config, ema):
 
 def test_ema_weights_are_what_evaluation_uses_and_checkpoints_store(tmp_path, tiny_config):
     from hrm.checkpoint import load_checkpoint
-    from hrm.inference import evaluate_checkpoint, predict
+    from hrm.evaluate import predict
+    from hrm.inference import evaluate_checkpoint
 
     reports = []
     train(tiny_config(tmp_path, ema=0.9), log=lambda _m: None, report=lambda m, c: reports.append((m, c)))
