@@ -226,27 +226,9 @@ def _store(args: argparse.Namespace):
     return store
 
 
-def _cell(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 1e7):
-        return f"{value:.4g}"  # a FLOP count reads as 2.048e+12
-    if hasattr(value, "isoformat"):
-        return value.isoformat(timespec="seconds")
-    return str(value)
-
-
-def format_table(header: list[str], rows: list[list]) -> str:
-    """An aligned plain-text table (also the live trial table of ray_jobs/tune.py)."""
-    body = [[_cell(v) for v in r] for r in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in body]
-    return "\n".join(line.rstrip() for line in lines)
-
-
 def _print_rows(rows, columns: list[str]) -> None:
     from hrm.artifacts import METRIC
+    from hrm.runlog import format_table
 
     header = [c[len(METRIC):] if c.startswith(METRIC) else c for c in columns]
     print(format_table(header, [list(r) for r in zip(*(rows[c].to_pylist() for c in columns))]))

@@ -19,7 +19,7 @@ from hrm.cli import Parser, exit_now, make_parser  # exit_now: the jobs end thro
 from hrm.config import Config, ConfigError, anchor_paths, int_at_least, load_config, to_dict
 from hrm.storage import check_storage, exists, is_uri, write_bytes
 from hrm.search import Budget, SearchSpace, describe, hparams, with_rung_score
-from hrm.space import load_space
+from hrm.search import load_space
 
 
 def _parser(doc: str | None) -> argparse.ArgumentParser:
@@ -110,6 +110,32 @@ def index_checkpoint(space: SearchSpace, name: str, storage: str, trial_id: str,
     store.add(experiment=name, trial_id=trial_id, hparams=hparams(space, params), checkpoint_dir=scheme + path)
     store.prune(name, space.metric, space.mode, keep_per_trial=space.store.keep_per_trial,
                 keep_per_experiment=space.store.keep_per_experiment)
+
+
+def search_summary(space: SearchSpace, name: str, storage: str, trials: list[tuple[dict, str | None]]) -> dict:
+    """The end-of-search summary from each trial's (last metrics, error or None) and the
+    artifact store, whose leftover unindexed folders (a crash's) it sweeps first."""
+    errors = [err.strip().splitlines()[-1][:300] for _, err in trials if err is not None]
+    done = [metrics for metrics, err in trials if err is None]
+    store = ArtifactStore(f"{storage}/artifacts")
+    best = None
+    if store.exists() and name in store.experiments():
+        store.sweep(name)
+        best = store.best(name, space.metric, k=1, mode=space.mode).to_pylist()[0]
+    return {
+        "experiment": name,
+        "trials": len(trials),
+        "completed": len(done),
+        "stopped_early": sum(space.scheduler.stopped_early(m) for m in done),
+        "errors": len(errors),
+        "error_messages": errors,
+        "best_trial": best and best["trial_id"],
+        "best_hparams": best and json.loads(best["hparams_json"]),
+        "best_metrics": best and json.loads(best["metrics_json"]),
+        "best_artifact": best and {k: v for k, v in best.items()
+                                   if not k.startswith(("hp.", "metric.", "hparams_", "metrics_"))},
+        "tensorboard": f"tensorboard --logdir {storage}/{name}",
+    }
 
 
 def scaling_of(root: str, artifact_id: str, factor: int, device: str) -> dict[int, dict[str, float]]:

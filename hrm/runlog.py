@@ -118,3 +118,22 @@ class RunLog:
         values = {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v) for k, v in hparams.items()}
         for summary in hparams_summary(values, metrics):
             self.writer.file_writer.add_summary(summary)
+
+
+def cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 1e7):
+        return f"{value:.4g}"  # a FLOP count reads as 2.048e+12
+    if hasattr(value, "isoformat"):
+        return value.isoformat(timespec="seconds")
+    return str(value)
+
+
+def format_table(header: list[str], rows: list[list]) -> str:
+    """An aligned plain-text table (also the live trial table of ray_jobs/tune.py)."""
+    body = [[cell(v) for v in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in body]
+    return "\n".join(line.rstrip() for line in lines)

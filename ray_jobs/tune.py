@@ -17,9 +17,10 @@ import sys
 import time
 
 from hrm.config import ConfigError
-from hrm.jobs import exit_now, make_private, report_search, scale_kept, scaling_of, search_args, write_space
+from hrm.jobs import (exit_now, make_private, report_search, scale_kept, scaling_of, search_args, search_summary,
+                      write_space)
 from hrm.storage import ObjectJournal
-from hrm.search import SearchSpace, define_by_run, search_summary
+from hrm.search import SearchSpace, define_by_run
 
 
 def build_tuner(space: SearchSpace, name: str, storage: str, resume: bool, extra_callbacks: tuple = ()):

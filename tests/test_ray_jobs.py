@@ -57,7 +57,7 @@ def test_smoke_search_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
     from hrm.data.loader import Split
     from hrm.evaluate import run_eval
     from hrm.storage import ObjectJournal
-    from hrm.space import load_space
+    from hrm.search import load_space
     from ray_jobs import tune
 
     storage = tmp_path / "storage"

@@ -15,7 +15,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 from hrm.config import ConfigError, load_config, to_dict, with_values  # noqa: E402
 from hrm.search import (SPACES_DIR, SpaceError, define_by_run, hparams, run_length, shipped_spaces, total_rounds,  # noqa: E402
                         trial_config)
-from hrm.space import load_space  # noqa: E402
+from hrm.search import load_space  # noqa: E402
 
 SPACE = """
 name: t

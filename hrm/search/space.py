@@ -1,44 +1,34 @@
-"""Searches: the `SearchSpace` a space file describes, define-by-run sampling, trial
-configs and what a search reports. `hrm.space.load_space` reads and checks the files.
+"""A search space as data: its params (`Param`), metric, mode, sampler, budget, scheduler (with
+the rung rules over seeds), store and published claims (`SearchSpace`), and the counters a
+trial reports to ASHA. `hrm.search.spacefile.load_space` reads and checks the files;
+`hrm.search.trials` samples them.
 
-- No Ray, no Optuna here. `define_by_run` only calls `trial.suggest_int`,
-  `trial.suggest_float` and `trial.suggest_categorical` on the object it is given
-  (an Optuna `Trial` or `FixedTrial`, or the captor Ray's `OptunaSearch` wraps
-  around one), so it works with any of them and `hrm` imports neither library.
-- The dataclasses here hold the space's own rules (kinds, bounds, metric, mode,
-  scheduler); the budget, scheduler and store fields declare their bounds the way
-  config fields do (`hrm.config.Range`), so no range check is written twice.
+- The dataclasses hold the space's own rules (kinds, bounds, metric, mode, scheduler); the
+  budget, scheduler and store fields declare their bounds the way config fields do
+  (`hrm.config.Range`), so no range check is written twice.
 - Scalar categorical choices are their own Optuna labels. A list choice (e.g. for
   `optim.betas`) is stored as a tuple and given to Optuna as the label
-  `json.dumps(list(choice))`, e.g. "[0.9, 0.95]": Optuna needs scalar choices, and
-  the label reads well in TensorBoard. `trial_config` maps labels back; `hparams`
-  keeps them.
-- A conditional param (`when`) is sampled only if every listed key has one of the
-  listed values; the value tested is the trial's effective one: the sampled value,
-  or the base value when the key is not sampled.
-- The validated base config (base file + overrides) travels inside `SearchSpace`
-  (`base_config`), so `trial_config` needs no file on a Ray worker.
+  `json.dumps(list(choice))`, e.g. "[0.9, 0.95]": Optuna needs scalar choices, and the
+  label reads well in TensorBoard.
 - ASHA measures time in reported eval rounds, steps or compute (samples, flops:
   hrm.compute), never wall clock. A compute time_attr needs the trial's budget in the same
   unit (train.samples or train.flops), so every trial evaluates and stops at the same compute.
-- `scheduler.tie_break` (e.g. token_accuracy) makes ASHA compare trials on `metric`
-  first and the tie-break metric only where the metric ties: each report carries
-  `rung_score` = metric + 1e-6 x tie-break (`with_rung_score`). Early in training pass@2
+- `scheduler.tie_break` (e.g. token_accuracy) makes ASHA compare trials on `metric` first
+  and the tie-break metric only where the metric ties: each report carries `rung_score`
+  = the rung rule's value + 1e-6 x tie-break (`with_rung_score`). Early in training pass@2
   is 0 for every trial, so without it a rung there cannot rank anyone.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from hrm.config import (AtLeast1, Config, ConfigError, NonNeg, Range, checked, freeze, hint, number, thaw, to_dict,
-                        with_values)
+from hrm.config import AtLeast1, Config, ConfigError, NonNeg, Range, checked, hint
 
 
 class SpaceError(ConfigError):
@@ -64,7 +54,7 @@ RUNG_SCORE = "rung_score"
 TIE_WEIGHT = 1e-6
 # Keys whose values decide how many eval rounds a trial reports.
 ROUND_KEYS = ("train.steps", "train.epochs", "train.samples", "train.flops", "train.eval_interval")
-SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
+SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 
 
 def shipped_spaces() -> list[Path]:
@@ -381,119 +371,6 @@ def describe(space: SearchSpace) -> dict[str, Any]:
                        for c in space.claims]}
 
 
-def with_rung_score(rung: Mapping[str, Any] | None, metrics: dict[str, float]) -> dict[str, float]:
-    """`metrics` plus `rung_score` = `rung_value` of the metric + TIE_WEIGHT x tie-break (minus,
-    for mode min), when `rung` (`SearchSpace.rung`) is given and its metrics were reported."""
-    if not rung or rung["metric"] not in metrics or (rung["tie_break"] and rung["tie_break"] not in metrics):
-        return metrics
-    metric, tie, mode = rung["metric"], rung["tie_break"], rung["mode"]
-    value = rung_value(rung["rule"], rung["z"], metrics[metric], metrics.get(f"{metric}_std", 0.0),
-                       int(metrics.get("seeds", 1)), mode)
-    sign = 1.0 if mode == "max" else -1.0
-    return {**metrics, RUNG_SCORE: value + (sign * TIE_WEIGHT * metrics[tie] if tie else 0.0)}
-
-
-# ---------------------------------------------------------------------------
-# sampling and trial configs
-
-
-def _effective(space: SearchSpace, values: dict[str, Any], key: str) -> Any:
-    if key in values:
-        return values[key]
-    node: Any = space.base_config
-    for part in key.split("."):
-        node = getattr(node, part)
-    return freeze(node)
-
-
-def _holds(space: SearchSpace, p: Param, values: dict[str, Any]) -> bool:
-    return all(member(_effective(space, values, key), allowed) for key, allowed in p.when)
-
-
-def define_by_run(space: SearchSpace, trial: Any) -> None:
-    """Sample `space` on an Optuna-like trial, params in order, skipping those whose `when` fails."""
-    values: dict[str, Any] = {}
-    for p in space.params:
-        if not _holds(space, p, values):
-            continue
-        if p.kind == "int":
-            values[p.name] = trial.suggest_int(p.name, p.low, p.high, step=p.step or 1)
-        elif p.kind == "categorical":
-            label = trial.suggest_categorical(p.name, list(p.labels))
-            values[p.name] = _choice(space, p, label)
-        else:
-            values[p.name] = trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
-    return None
-
-
-def _choice(space: SearchSpace, p: Param, value: Any) -> Any:
-    """The canonical choice for a label (or for the choice itself)."""
-    for label, choice in zip(p.labels, p.choices):
-        if same(value, label) or same(freeze(value), choice):
-            return choice
-    raise SpaceError(f"{space.source}: params.{p.name}: sampled {value!r} is not one of its choices {list(p.labels)}")
-
-
-def _value(space: SearchSpace, p: Param, value: Any) -> Any:
-    if p.kind == "categorical":
-        return _choice(space, p, value)
-    num = number(value)
-    if p.kind == "int" and isinstance(num, float) and num.is_integer():
-        num = int(num)
-    if num is None or (p.kind == "int" and not isinstance(num, int)):
-        what = "an integer" if p.kind == "int" else "a number"
-        raise SpaceError(f"{space.source}: params.{p.name}: sampled {value!r} is not {what}")
-    slack = 1e-12 * max(1.0, abs(p.high))
-    if not p.low - slack <= num <= p.high + slack:
-        raise SpaceError(f"{space.source}: params.{p.name}: sampled {value!r} is outside [{p.low}, {p.high}]")
-    return num if p.kind == "int" else float(num)
-
-
-def _values(space: SearchSpace, sampled: Mapping[str, Any]) -> dict[str, Any]:
-    if not isinstance(sampled, Mapping):
-        raise SpaceError(f"{space.source}: sampled values must be a mapping of param names, got {sampled!r}")
-    by_name = {p.name: p for p in space.params}
-    for key in sampled:
-        if key not in by_name:
-            raise SpaceError(
-                f"{space.source}: sampled key '{key}' is not a param of this space{hint(key, by_name)} "
-                f"(params: {', '.join(by_name)})"
-            )
-    values: dict[str, Any] = {}
-    for p in space.params:
-        if p.name in sampled:
-            values[p.name] = _value(space, p, sampled[p.name])
-    for p in space.params:
-        if p.name in values and not _holds(space, p, values):
-            reason = f"was sampled but its condition {_show(p.when)} does not hold"
-            raise SpaceError(f"{space.source}: params.{p.name} {reason}")
-    return values
-
-
-def _show(when: tuple[tuple[str, tuple], ...]) -> str:
-    return ", ".join(f"{k} in {[thaw(v) for v in vs]}" for k, vs in when)
-
-
-def trial_config(space: SearchSpace, sampled: Mapping[str, Any]) -> Config:
-    """Base config + space overrides + sampled values (labels mapped back), validated."""
-    values = _values(space, sampled)
-    try:
-        return with_values(to_dict(space.base_config), values.items())
-    except ConfigError as exc:
-        raise SpaceError(f"{space.source}: trial config {json.dumps(hparams(space, sampled))}: {exc}") from None
-
-
-def hparams(space: SearchSpace, sampled: Mapping[str, Any]) -> dict[str, Any]:
-    """Sampled values as plain scalars by param name (list choices as their labels)."""
-    values = _values(space, sampled)
-    out: dict[str, Any] = {}
-    for p in space.params:
-        if p.name in values:
-            v = values[p.name]
-            out[p.name] = p.labels[[same(v, c) for c in p.choices].index(True)] if p.kind == "categorical" else v
-    return out
-
-
 def short_names(space: SearchSpace) -> dict[str, str]:
     """Param name -> the shortest dotted suffix that no other param shares ("model.H_cycles" -> "H_cycles")."""
     out = {}
@@ -507,48 +384,13 @@ def short_names(space: SearchSpace) -> dict[str, str]:
     return out
 
 
-def search_summary(space: SearchSpace, name: str, storage: str, trials: list[tuple[dict, str | None]]) -> dict:
-    """The end-of-search summary from each trial's (last metrics, error or None) and the
-    artifact store, whose leftover unindexed folders (a crash's) it sweeps first."""
-    from hrm.artifacts import ArtifactStore
-
-    errors = [err.strip().splitlines()[-1][:300] for _, err in trials if err is not None]
-    done = [metrics for metrics, err in trials if err is None]
-    store = ArtifactStore(f"{storage}/artifacts")
-    best = None
-    if store.exists() and name in store.experiments():
-        store.sweep(name)
-        best = store.best(name, space.metric, k=1, mode=space.mode).to_pylist()[0]
-    return {
-        "experiment": name,
-        "trials": len(trials),
-        "completed": len(done),
-        "stopped_early": sum(space.scheduler.stopped_early(m) for m in done),
-        "errors": len(errors),
-        "error_messages": errors,
-        "best_trial": best and best["trial_id"],
-        "best_hparams": best and json.loads(best["hparams_json"]),
-        "best_metrics": best and json.loads(best["metrics_json"]),
-        "best_artifact": best and {k: v for k, v in best.items()
-                                   if not k.startswith(("hp.", "metric.", "hparams_", "metrics_"))},
-        "tensorboard": f"tensorboard --logdir {storage}/{name}",
-    }
-
-
-def trial_table(space: SearchSpace, trials: list[tuple[str, str, Mapping, Mapping]]) -> str:
-    """The live trial table from (trial id, status, sampled config, last result) per trial:
-    hyperparameters by short name, then the search metric first; ASHA's cuts show as STOPPED."""
-    from hrm.cli import format_table
-
-    short = short_names(space)
-    # the metric, then its noise: the seeds' spread (std) and the evaluation's standard error (se)
-    spread = [f"{space.metric}_std"] if space.budget.seeds > 1 else []
-    noise = [f"{space.metric}_se"] if space.metric in ("exact_accuracy", "pass@1", "pass@2") else []
-    metrics = list(dict.fromkeys([space.metric, *spread, *noise, "pass@2", "exact_accuracy", "eval_round", "step",
-                                  space.scheduler.time_attr]))
-    rows = []
-    for trial_id, status, config, result in trials:
-        stopped = status == "TERMINATED" and space.scheduler.stopped_early(result)
-        rows.append([trial_id, "STOPPED" if stopped else status, *(config.get(p) for p in short),
-                     *(result.get(m) for m in metrics)])
-    return format_table(["trial", "status", *short.values(), *metrics], rows)
+def with_rung_score(rung: Mapping[str, Any] | None, metrics: dict[str, float]) -> dict[str, float]:
+    """`metrics` plus `rung_score` = `rung_value` of the metric + TIE_WEIGHT x tie-break (minus,
+    for mode min), when `rung` (`SearchSpace.rung`) is given and its metrics were reported."""
+    if not rung or rung["metric"] not in metrics or (rung["tie_break"] and rung["tie_break"] not in metrics):
+        return metrics
+    metric, tie, mode = rung["metric"], rung["tie_break"], rung["mode"]
+    value = rung_value(rung["rule"], rung["z"], metrics[metric], metrics.get(f"{metric}_std", 0.0),
+                       int(metrics.get("seeds", 1)), mode)
+    sign = 1.0 if mode == "max" else -1.0
+    return {**metrics, RUNG_SCORE: value + (sign * TIE_WEIGHT * metrics[tie] if tie else 0.0)}

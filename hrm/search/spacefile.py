@@ -1,4 +1,4 @@
-"""Search-space files: strict YAML -> a validated `hrm.search.SearchSpace`.
+"""Search-space files: strict YAML -> a validated `hrm.search.space.SearchSpace`.
 
 A file names a base config, fixed overrides, the metric to optimise, the budget, the
 scheduler and the searched params (dotted config keys -> distributions). Everything
@@ -7,7 +7,7 @@ file's name and names the key; unknown keys get the closest allowed key suggeste
 The checks are not written here a second time: YAML is read by `hrm.config.read_yaml`,
 types and declared bounds come from `hrm.config` (its builder for the budget,
 scheduler and store sections, its fields for every config key), and the space's own
-rules live in the dataclasses of `hrm.search`.
+rules live in the dataclasses of `hrm.search.space`.
 
 - A param is a config key because the config says so: every value it can take
   (int/float/logfloat: low and high; categorical: each choice) is applied, alone, to
@@ -60,7 +60,7 @@ from hrm.config import (
     to_dict,
     with_values,
 )
-from hrm.search import (
+from hrm.search.space import (
     KINDS,
     Claim,
     ROUND_KEYS,
