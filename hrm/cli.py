@@ -27,7 +27,7 @@ from hrm.config import (
 from hrm.tasks import TASKS
 
 
-_DEFAULT_ROOT = "runs/artifacts"  # artifact store used when neither --root nor HRM_ARTIFACTS is given
+DEFAULT_ROOT = "runs/artifacts"  # artifact store used when neither --root nor HRM_ARTIFACTS is given
 
 
 class UsageError(Exception):
@@ -220,7 +220,7 @@ def _cmd_data_build(args: argparse.Namespace) -> int:
 def _store(args: argparse.Namespace):
     from hrm.artifacts import ArtifactStore
 
-    store = ArtifactStore(args.root or os.environ.get("HRM_ARTIFACTS") or _DEFAULT_ROOT)
+    store = ArtifactStore(args.root or os.environ.get("HRM_ARTIFACTS") or DEFAULT_ROOT)
     if not store.exists():
         raise UsageError(f"no artifact store at {store.root} (set --root or HRM_ARTIFACTS)")
     return store
@@ -276,7 +276,7 @@ def _cmd_artifacts_verify(args: argparse.Namespace) -> int:
 
 
 def _add_artifacts_cli(subparsers) -> None:
-    root_help = f"store root: path or URI (default: $HRM_ARTIFACTS or {_DEFAULT_ROOT})"
+    root_help = f"store root: path or URI (default: $HRM_ARTIFACTS or {DEFAULT_ROOT})"
     sub = subparsers.add_parser("artifacts", help="query the checkpoint store").add_subparsers(
         dest="artifacts_command", required=True
     )
@@ -346,7 +346,7 @@ def make_parser() -> argparse.ArgumentParser:
                        help="vote across checkpoints and their views: checkpoint folders, artifact ids, or best-K "
                             "(the K best of --experiment by --metric)")
     p.add_argument("--root", help="artifact store for --artifact/--ensemble: path or URI "
-                                  f"(default: $HRM_ARTIFACTS or {_DEFAULT_ROOT})")
+                                  f"(default: $HRM_ARTIFACTS or {DEFAULT_ROOT})")
     p.add_argument("--experiment", help="the experiment of --ensemble best-K")
     p.add_argument("--metric", default="pass@2", help="what --ensemble best-K ranks by (default: pass@2)")
     p.add_argument("--mmax", type=int_at_least(1), metavar="N",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hrm.artifacts import ArtifactStore, check_name
-from hrm.cli import Parser, exit_now, make_parser  # exit_now: the jobs end through it too
+from hrm.cli import DEFAULT_ROOT, Parser, exit_now, make_parser  # noqa: F401 (exit_now: the jobs end through it)
 from hrm.config import Config, ConfigError, anchor_paths, int_at_least, load_config, to_dict
 from hrm.storage import check_storage, exists, is_uri, write_bytes
 from hrm.search import Budget, SearchSpace, describe, hparams, with_rung_score
@@ -218,9 +218,9 @@ def report_search(name: str, storage: str, log: Callable[[str], None]) -> str | 
 def make_private(*folders: str) -> None:
     """Create the local folders that do not exist yet, readable by the user alone (they will
     hold results and Ray's pickled experiment state); URIs are left to the object store."""
-    for folder in map(Path, folders):
-        if "://" not in str(folder) and not folder.exists():
-            folder.mkdir(mode=0o700, parents=True)
+    for folder in folders:
+        if not is_uri(folder) and not Path(folder).exists():  # a URI's "//" does not survive Path()
+            Path(folder).mkdir(mode=0o700, parents=True)
 
 
 def train_args(argv: list[str] | None, doc: str | None = None) -> tuple[argparse.Namespace, Config, Budget, str]:
@@ -252,5 +252,13 @@ def evaluate_args(argv: list[str] | None, doc: str | None = None) -> tuple[argpa
     p.add_argument("--gpus", type=float, default=0.0, help="GPUs for the task (it evaluates on CUDA when > 0)")
     args, rest = p.parse_known_args(argv)
     rest = ["eval", *rest, "--device", "cuda" if args.gpus > 0 else "cpu"]
-    make_parser().parse_args(rest)
+    parsed = make_parser().parse_args(rest)
+    if parsed.artifact or parsed.ensemble:  # the store must be there before the Ray task would look
+        root = parsed.root or os.environ.get("HRM_ARTIFACTS") or DEFAULT_ROOT
+        try:
+            there = ArtifactStore(root).exists()
+        except (ValueError, OSError) as exc:  # an unknown scheme or an unreachable store
+            raise ConfigError(f"--root {root}: not an artifact store ({' '.join(str(exc).split())[:200]})") from None
+        if not there:
+            raise ConfigError(f"--root {root}: no artifact store there (a search's <storage>/artifacts)")
     return args, rest

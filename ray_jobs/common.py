@@ -11,20 +11,22 @@ import ray.train
 import ray.tune
 from ray.tune.search.optuna import OptunaSearch
 
+from hrm.config import ConfigError
 from hrm.jobs import index_checkpoint, run_worker, worker_config
 from hrm.search import Budget, Scheduler, SearchSpace, hparams, trial_config, trial_table
 
 
-def connect(address: str | None, budget: Budget, *, prog: str, fix: str, num_cpus: int | None = None) -> bool | None:
+def connect(address: str | None, budget: Budget, *, prog: str, fix: str, num_cpus: int | None = None) -> bool:
     """Join the Ray at `address` or start a new local one; whether we own (must stop) it. A budget
-    it can never place is an error (None) on a Ray we started, a warning on a cluster (it may grow)."""
+    it can never place is a ConfigError on a Ray we started (stopped again first), a warning
+    on a cluster (it may grow)."""
     owns = not ray.is_initialized()  # tests and notebooks connect first
     if owns:
         ray.init(address=address or "local", num_cpus=None if address else num_cpus)
     why = budget.shortfall([n["Resources"] for n in ray.nodes() if n.get("Alive")], what=f"one {prog} run")
     if why and owns and address in (None, "local"):
-        print(f"{prog}: error: {why}. {fix}", file=sys.stderr)
-        return ray.shutdown()
+        ray.shutdown()
+        raise ConfigError(f"{why}. {fix}")
     if why:
         print(f"[{prog}] warning: {why}; it stays PENDING until nodes that fit join", flush=True)
     return owns
@@ -57,24 +59,29 @@ def train_worker(config: dict[str, Any]) -> None:
     run_worker(config, report, ray.train.get_checkpoint(), say if ray.train.get_context().get_world_rank() == 0 else None)
 
 
-def run_trial(config: dict[str, Any], *, space: SearchSpace, storage: str, name: str) -> None:
-    """Tune function trainable: trains the sampled config, in this process when it is one
-    worker (`Budget.in_trial`), else by fitting a TorchTrainer. Its TensorBoard events
-    (scalars, pictures, HParams) and hrm/metrics.jsonl go into Tune's folder for the trial
-    in the storage: one TensorBoard run per trial."""
+def _worker(space: SearchSpace, storage: str, name: str, config: dict[str, Any]) -> dict:
+    """What the trial's training gets (`hrm.jobs.worker_config`): its run files go into Tune's
+    folder for the trial in the storage (one TensorBoard run per trial)."""
+    trial_dir = Path(ray.tune.get_context().get_trial_dir()).name
+    return worker_config(trial_config(space, config), f"{storage}/{name}/{trial_dir}", storage,
+                         hparams(space, config), space.rung, space.budget.seeds)
+
+
+def train_in_trial(config: dict[str, Any], *, space: SearchSpace, storage: str, name: str) -> None:
+    """Tune function trainable of a one-worker budget: trains in the trial's own process."""
+    def report(metrics: dict[str, float], ckpt_dir: str | None) -> None:
+        ray.tune.report(dict(metrics), checkpoint=ckpt_dir and ray.tune.Checkpoint.from_directory(ckpt_dir))
+
+    run_worker({**_worker(space, storage, name, config), "cpus_per_worker": space.budget.cpus_per_worker}, report,
+               ray.tune.get_checkpoint(), say)
+
+
+def train_worker_group(config: dict[str, Any], *, space: SearchSpace, storage: str, name: str) -> None:
+    """Tune function trainable of a data-parallel budget: fits a TorchTrainer of its workers."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    ctx = ray.tune.get_context()
-    worker = worker_config(trial_config(space, config), f"{storage}/{name}/{Path(ctx.get_trial_dir()).name}",
-                           storage, hparams(space, config), space.rung, space.budget.seeds)
-    if space.budget.in_trial:
-        def report(metrics: dict[str, float], ckpt_dir: str | None) -> None:
-            ray.tune.report(dict(metrics), checkpoint=ckpt_dir and ray.tune.Checkpoint.from_directory(ckpt_dir))
-
-        return run_worker({**worker, "cpus_per_worker": space.budget.cpus_per_worker}, report,
-                          ray.tune.get_checkpoint(), say)
-    trainer(worker, space.budget, name=ctx.get_trial_id(), storage_path=f"{storage}/{name}/train",
-            callbacks=[TuneReportCallback()]).fit()
+    trainer(_worker(space, storage, name, config), space.budget, name=ray.tune.get_context().get_trial_id(),
+            storage_path=f"{storage}/{name}/train", callbacks=[TuneReportCallback()]).fit()
 
 
 class IndexCheckpoints(ray.tune.Callback):

@@ -5,21 +5,25 @@
 Every `hrm eval` option works; its output (metrics, --out, --render) is the task's.
 """
 
+import sys
 
 from hrm.cli import main as hrm
+from hrm.config import ConfigError
 from hrm.jobs import evaluate_args, exit_now
 from hrm.search import Budget
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, hrm_argv = evaluate_args(argv, __doc__)  # bad options exit 2 here, before Ray starts
-    import ray
+    try:  # bad options or a missing store, or a budget this Ray can never place: before any work
+        args, hrm_argv = evaluate_args(argv, __doc__)
+        import ray
 
-    from ray_jobs.common import connect
+        from ray_jobs.common import connect
 
-    owns_ray = connect(args.address, Budget(gpus_per_worker=args.gpus), prog="evaluate.py",
-                       fix="Lower --gpus, or submit to a cluster.")
-    if owns_ray is None:
+        owns_ray = connect(args.address, Budget(gpus_per_worker=args.gpus), prog="evaluate.py",
+                           fix="Lower --gpus, or submit to a cluster.")
+    except ConfigError as exc:
+        print(f"evaluate.py: error: {exc}", file=sys.stderr)
         return 2
     try:
         return ray.get(ray.remote(num_gpus=args.gpus, num_cpus=1)(hrm).remote(hrm_argv))

@@ -30,10 +30,11 @@ def build_tuner(space: SearchSpace, name: str, storage: str, resume: bool, extra
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from ray_jobs.common import IndexCheckpoints, LiveTable, Search, run_trial
+    from ray_jobs.common import IndexCheckpoints, LiveTable, Search, train_in_trial, train_worker_group
 
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # see the callbacks below
-    trainable = tune.with_parameters(run_trial, space=space, storage=storage, name=name)
+    trial = train_in_trial if space.budget.in_trial else train_worker_group  # chosen once, for every trial
+    trainable = tune.with_parameters(trial, space=space, storage=storage, name=name)
     trainable = tune.with_resources(trainable, space.budget.trial_resources())
     if resume:
         return tune.Tuner.restore(f"{storage}/{name}", trainable=trainable, resume_errored=True)
@@ -60,21 +61,19 @@ def build_tuner(space: SearchSpace, name: str, storage: str, resume: bool, extra
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
+    try:  # bad input, or a budget this Ray can never place: nothing started, nothing written
         args, space, name, storage = search_args(argv, __doc__)
-    except ConfigError as exc:  # bad input: nothing started, nothing written
+        import ray
+
+        from ray_jobs.common import connect
+
+        owns_ray = connect(args.address, space.budget, prog="tune.py", num_cpus=args.num_cpus,
+                           fix="Lower budget.num_workers / cpus_per_worker / gpus_per_worker "
+                               "(e.g. --set budget.gpus_per_worker=0), or submit to a cluster.")
+    except ConfigError as exc:
         print(f"tune.py: error: {exc}", file=sys.stderr)
         return 2
-    import ray
-
-    from ray_jobs.common import connect
-
     start = time.monotonic()
-    owns_ray = connect(args.address, space.budget, prog="tune.py", num_cpus=args.num_cpus,
-                       fix="Lower budget.num_workers / cpus_per_worker / gpus_per_worker "
-                           "(e.g. --set budget.gpus_per_worker=0), or submit to a cluster.")
-    if owns_ray is None:
-        return 2
     make_private(storage, f"{storage}/{name}")
     write_space(space, name, storage)
     try:

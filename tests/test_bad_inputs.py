@@ -165,6 +165,8 @@ CASES = {
     "store: report of a folder that is not a search": ({"st/quickstart/x": "1"},
                                                        ["hrm", "report", "quickstart", "--root", "st"],
                                                        "quickstart/space.json: missing"),
+    "store: evaluate.py of a store that does not exist": ({}, ["evaluate.py", "--root", "nostore", "--artifact", "abc"],
+                                                           "--root nostore: no artifact store there"),
     "store: --resume of nothing": ({}, ["tune", "--smoke", "--resume", "--storage", "st"], "does not exist"),
     "store: train.py storage under a file": ({"f": "x"}, ["train.py", "--config", "quickstart", "--storage", "f/s"],
                                              "f/s: {dir}/f is not a folder this user can write"),
@@ -228,7 +230,8 @@ def test_bad_input(case, made, tmp_path, tiny):
     kind, argv, piece = CASES[case]
     fill = _prepare(kind, made, tmp_path, tiny)
     program = {"hrm": [HRM], "tune": [sys.executable, str(ROOT / "ray_jobs" / "tune.py")],
-               "train.py": [sys.executable, str(ROOT / "ray_jobs" / "train.py")]}[argv[0]]
+               "train.py": [sys.executable, str(ROOT / "ray_jobs" / "train.py")],
+               "evaluate.py": [sys.executable, str(ROOT / "ray_jobs" / "evaluate.py")]}[argv[0]]
     before = _tree(tmp_path)
     args = [x for a in argv[1:] for x in (tiny.flags(tmp_path, **SHORT) if a == "{tiny}" else [a.format(**fill)])]
     done = _run([*program, *args], tmp_path)

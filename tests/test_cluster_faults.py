@@ -120,7 +120,7 @@ def test_search_on_s3_killed_driver_resumes_from_the_bucket(s3, tmp_path):
     assert "s3/tuner.pkl" in files and any(f.startswith("s3/experiment_state") for f in files)
     assert any(f.startswith("s3/optuna-journal/") and f.endswith(".jsonl") for f in files)
     # Tune's checkpoints of trials that train in their own process, s3/<trial>/checkpoint_*/
-    assert any(f.startswith("s3/run_trial_") and f.endswith("/checkpoint.pt") for f in files), sorted(files)[:40]
+    assert any(f.startswith("s3/train_in_trial_") and f.endswith("/checkpoint.pt") for f in files), sorted(files)[:40]
     assert any(f.startswith("datasets/") and f.endswith("/published.json") for f in files)
     trials = sorted({f.split("/")[1] for f in files if f.startswith("s3/") and f.endswith("/result.json")})
     assert len(trials) == 3

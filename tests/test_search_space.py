@@ -426,6 +426,8 @@ def test_job_arguments_are_checked_before_ray(tmp_path, monkeypatch):
     assert shared.base_config.data.share == "s3://b/d"  # a URI stays as it is
     make_private(storage, f"{storage}/{name}")
     assert oct((tmp_path / "st" / "smoke").stat().st_mode & 0o777) == "0o700"
+    make_private("s3://bkt/hrm", "s3://bkt/hrm/smoke", "gs://b/x")  # URIs are the object store's: nothing local
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["st"]
     for argv, piece in [
         (["--smoke", "--name", "../x"], "--name '../x' is not allowed"),
         (["--smoke", "--name", "a/b"], "--name 'a/b' is not allowed"),
