@@ -213,6 +213,20 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu", verified: bool 
     return payload
 
 
+def fits(model: Any, weights: dict[str, Any], what: str, fix: str) -> None:
+    """CheckpointError (one line) unless `weights` has exactly `model`'s tensors and shapes:
+    torch's own load_state_dict error is a page of key lists."""
+    mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in weights.items()}
+    wrong = [f"{k} {theirs[k]} vs {mine[k]}" for k in mine if k in theirs and theirs[k] != mine[k]]
+    missing, extra = sorted(set(mine) - set(theirs)), sorted(set(theirs) - set(mine))
+    if wrong or missing or extra:
+        parts = [f"{len(wrong)} of other shape ({', '.join(wrong[:2])})" if wrong else "",
+                 f"{len(missing)} missing ({', '.join(missing[:2])})" if missing else "",
+                 f"{len(extra)} extra ({', '.join(extra[:2])})" if extra else ""]
+        raise CheckpointError(f"{what}: its weights do not fit the model: {'; '.join(p for p in parts if p)}; {fix}")
+
+
 def load_model(path: str | Path, device: Any = "cpu", verified: bool = False):
     """(model, cfg, payload): a ready (eval-mode) model from a checkpoint folder or file."""
     from hrm.model import build_model
@@ -220,6 +234,7 @@ def load_model(path: str | Path, device: Any = "cpu", verified: bool = False):
     payload = load_checkpoint(path, map_location=device, verified=verified)
     cfg = from_dict(payload["config"])
     model = build_model(cfg, payload["task"]).to(device)
+    fits(model, payload["model"], f"checkpoint {path}", "its config.yaml does not describe its checkpoint.pt")
     model.load_state_dict(payload["model"])
     model.eval()
     return model, cfg, payload

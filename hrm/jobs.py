@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from hrm.artifacts import ArtifactStore, check_name
-from hrm.cli import DEFAULT_ROOT, Parser, exit_now, make_parser  # noqa: F401 (exit_now: the jobs end through it)
+from hrm.cli import Parser, exit_now, make_parser  # noqa: F401 (exit_now: the jobs end through it)
+from hrm.cli_artifacts import DEFAULT_ROOT
 from hrm.config import Config, ConfigError, anchor_paths, int_at_least, load_config, to_dict
 from hrm.storage import check_storage, exists, is_uri, write_bytes
 from hrm.search import Budget, SearchSpace, describe, hparams, with_rung_score

@@ -40,7 +40,7 @@ def train_seeds(cfg: Config, seeds: int = 1, *, out_dir: str | Path | None = Non
                      tensorboard_dir=tensorboard_dir, hparams=hparams, mirror=mirror)
     rt, out, t = resolve_runtime(cfg), Path(out_dir or cfg.train.out_dir), cfg.train
     say = (log or print_flushed) if rt.is_main else (lambda _msg: None)
-    resume_from = resume_point(out, resume, resume_from, say)
+    resume_from = resume_point(cfg, out, resume, resume_from, say)
     train_split, test_split = load_splits(cfg, rt, say)
     states = [_member(replace(cfg, train=replace(t, seed=t.seed + i)), rt, train_split, resume_from, say)
               for i in range(seeds)]

@@ -58,7 +58,7 @@ def train(cfg: Config, *, out_dir: str | Path | None = None, resume: bool = Fals
     report lost with its node still arrives)."""
     rt, out = resolve_runtime(cfg), Path(out_dir or cfg.train.out_dir)
     say = (log or print_flushed) if rt.is_main else (lambda _msg: None)
-    resume_from = resume_point(out, resume, resume_from, say)  # the inputs first, then the work
+    resume_from = resume_point(cfg, out, resume, resume_from, say)  # the inputs first, then the work
     train_split, test_split = load_splits(cfg, rt, say)  # data
     state = init_state(cfg, rt, train_split)  # model, optimisers, sample stream, carry
     last = resume_state(state, resume_from, say) if resume_from is not None else {}

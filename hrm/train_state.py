@@ -11,7 +11,7 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 
-from hrm.checkpoint import checkpoint_dirs, load_checkpoint, verify_checkpoint, write_checkpoint
+from hrm.checkpoint import checkpoint_dirs, fits, load_checkpoint, seed_folders, verify_checkpoint, write_checkpoint
 from hrm.compute import budget_steps, step_cost
 from hrm.config import Config, ConfigError, to_dict
 from hrm.data.loader import SampleStream, Split
@@ -156,9 +156,11 @@ def restore(state: TrainState, payload: dict[str, Any]) -> None:
         torch.cuda.set_rng_state(mine["rng"]["cuda"], state.rt.device)
 
 
-def resume_point(out: Path, resume: bool, resume_from: str | Path | None, say: Callable[[str], None]):
-    """The checkpoint folder to resume from (verified) or None; refuses a fresh run into a
-    folder that has checkpoints. Checked before any work."""
+def resume_point(cfg: Config, out: Path, resume: bool, resume_from: str | Path | None,
+                 say: Callable[[str], None]) -> Path | None:
+    """The checkpoint folder to resume from (verified, and holding weights this config's model
+    takes) or None; refuses a fresh run into a folder that has checkpoints. Checked before any
+    work: no dataset is built and no file written for a run that cannot start."""
     if resume and resume_from is None:
         ckpts = checkpoint_dirs(out)
         resume_from = ckpts[-1] if ckpts else None
@@ -170,7 +172,21 @@ def resume_point(out: Path, resume: bool, resume_from: str | Path | None, say: C
         )
     if resume_from is not None:
         verify_checkpoint(str(resume_from))
+        _check_shapes(cfg, Path(resume_from))
     return resume_from
+
+
+def _check_shapes(cfg: Config, folder: Path) -> None:
+    """One line unless the checkpoint's weights fit `cfg`'s model, built on the meta device
+    (shapes only, no memory) for the checkpoint's data shape (a seeds checkpoint: its first seed)."""
+    seeds = seed_folders(folder)
+    payload = load_checkpoint(seeds[0] if seeds else folder, verified=True)
+    with torch.device("meta"):
+        model = build_model(cfg, payload["task"])
+    changed = [k for k in diff_keys(payload["config"], to_dict(cfg)) if k.startswith("model.")]
+    fits(model, payload["model"], f"resume from {folder}",
+         f"this config differs in {', '.join(changed) or 'the model'}: resume with the checkpoint's config "
+         "(its config.yaml) or start a new run")
 
 
 def resume_state(state: TrainState, resume_from: str | Path, say: Callable[[str], None]) -> dict[str, float]:

@@ -116,7 +116,12 @@ CASES = {
                                                    ["hrm", "data", "build", "sudoku", "--size", "4", "--difficulty",
                                                     "easy", "--blanks", "4", "--out", "out"], "--out out holds files"),
     "data: build into a file": ({"out": "x"}, ["hrm", "data", "build", "sudoku", "--out", "out"],
-                                "--out out is a file"),
+                                "--out out: is a file"),
+    "data: tokens outside the vocabulary": ("oov", ["hrm", "train", "--config", "quickstart", "{tiny}", "--set",
+                                                    "data.path=ds", "--out", "run"],
+                                            "column inputs holds values in"),
+    "data: an empty test split": ("empty-test", ["hrm", "train", "--config", "quickstart", "{tiny}", "--set",
+                                                 "data.path=ds", "--out", "run"], "test.arrow has no rows"),
     "data: --from-csv missing": ({}, ["hrm", "data", "build", "sudoku", "--from-csv", "a.csv", "b.csv"], "a.csv"),
     "data: --extra-dir missing": ({}, ["hrm", "data", "build", "arc", "--extra-dir", "nope"], "--extra-dir nope"),
     # checkpoints
@@ -128,6 +133,12 @@ CASES = {
     "checkpoint: empty folder": ({"ck/.keep": ""}, ["hrm", "eval", "--checkpoint", "ck"], "ck"),
     "checkpoint: resume from a damaged one": ("resume-flip", ["hrm", "train", "--config", "quickstart", "{tiny}",
                                                               "--resume", "--out", "run"], "fails its sha256 check"),
+    "checkpoint: resume with another model shape": ("run-exists", ["hrm", "train", "--config", "quickstart", "{tiny}",
+                                                                    "--set", "model.hidden_size=64", "--resume",
+                                                                    "--out", "run"],
+                                                    "its weights do not fit the model"),
+    "checkpoint: a config that does not describe its weights": ("misfit", ["hrm", "eval", "--checkpoint", "ck"],
+                                                                "its config.yaml does not describe its checkpoint.pt"),
     "checkpoint: manifest not JSON": ("bad-manifest", ["hrm", "eval", "--checkpoint", "ck"], "is not JSON"),
     "checkpoint: an ensemble of two tasks": ("maze-ckpt", ["hrm", "eval", "--ensemble", "{ckpt}", "mz"],
                                              "an ensemble's checkpoints must come from one task"),
@@ -140,6 +151,11 @@ CASES = {
                                       "f/run"),
     "out: export into a non-empty folder": ("store", ["hrm", "artifacts", "export", "{aid}", "full",
                                                       "--root", "store"], "not an empty folder"),
+    "out: data build --out under a file": ({"f": "x"}, ["hrm", "data", "build", "sudoku", "--size", "4",
+                                                        "--difficulty", "easy", "--blanks", "4", "--out", "f/sub"],
+                                           "--out f/sub: {dir}/f is not a folder this user can write"),
+    "out: export under a file": ("store", ["hrm", "artifacts", "export", "{aid}", "full/x/sub", "--root", "store"],
+                                 "dir full/x/sub"),
     "out: data.root under a file": ({"f": "x"}, ["hrm", "train", "--config", "quickstart", "--set", "data.root=f/d"],
                                     "f/d"),
     "out: train --out with checkpoints": ("run-exists", ["hrm", "train", "--config", "quickstart", "{tiny}",
@@ -197,6 +213,28 @@ def _prepare(kind, made: dict[str, Path], folder: Path, tiny) -> dict[str, str]:
             (folder / "ck" / "manifest.json").unlink()
         else:
             (folder / "ck" / "manifest.json").write_text("{not json")
+    elif kind in ("oov", "empty-test"):  # the made dataset, one token out of range or the test split emptied
+        import numpy as np
+
+        from hrm.data import arrow
+
+        for split in arrow.SPLITS:
+            cols, meta = arrow.read_split(arrow.split_path(made["data"], split))
+            cols = {k: np.array(v) for k, v in cols.items()}
+            if kind == "oov" and split == "train":
+                cols["inputs"][0, 0] = meta["vocab_size"] + 5
+            if kind == "empty-test" and split == "test":
+                cols = {k: v[:0] for k, v in cols.items()}
+            arrow.write_split(arrow.split_path(folder / "ds", split), cols, meta)
+    elif kind == "misfit":  # a well-formed checkpoint whose stored config asks for another width
+        from hrm.checkpoint import load_checkpoint, write_checkpoint
+        from hrm.config import from_dict
+
+        payload = load_checkpoint(made["ckpt"])
+        payload["config"]["model"]["hidden_size"] *= 2
+        written = write_checkpoint(folder / "w", step=payload["step"], eval_round=payload["eval_round"], payload=payload,
+                                   cfg=from_dict(payload["config"]), metrics=payload["metrics"], keep=1)
+        written.rename(folder / "ck")
     elif kind in ("resume-flip", "run-exists"):
         shutil.copytree(made["ckpt"].parents[1], folder / "run")
         if kind == "resume-flip":

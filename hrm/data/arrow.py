@@ -39,6 +39,12 @@ class ChunkedRows:
     def __len__(self) -> int:
         return self.shape[0]
 
+    def max(self) -> int:
+        return max(int(c.max()) for c in self.chunks if len(c))
+
+    def min(self) -> int:
+        return min(int(c.min()) for c in self.chunks if len(c))
+
     def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
             i = int(index) % len(self)
@@ -111,6 +117,8 @@ def read_split(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str
         if pa.types.is_fixed_size_list(chunked.type):
             width = chunked.type.list_size
             views = [c.flatten().to_numpy(zero_copy_only=False).reshape(-1, width) for c in chunked.chunks]
+            if not views:  # a split with no rows has no record batch
+                views = [np.zeros((0, width), dtype=chunked.type.value_type.to_pandas_dtype())]
             columns[name] = views[0] if len(views) == 1 else ChunkedRows(views)
         else:
             columns[name] = chunked.to_numpy()

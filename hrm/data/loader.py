@@ -45,6 +45,13 @@ class Split:
             raise ConfigError(f"dataset {root}: {path.name} has no rows")
         if columns["inputs"].shape[1] != meta["seq_len"] or columns["labels"].shape[1] != meta["seq_len"]:
             raise ConfigError(f"dataset {root}: {path.name} rows are not seq_len {meta['seq_len']} long")
+        for name, top in (("inputs", meta["vocab_size"]), ("labels", meta["vocab_size"]),
+                          ("puzzle_id", meta.get("num_puzzle_ids"))):
+            col = columns[name]  # one pass over the memory map: a bad token would fail deep inside training
+            if top is not None and (int(col.min()) < 0 or int(col.max()) >= top):
+                raise ConfigError(f"dataset {root}: {path.name} column {name} holds values in "
+                                  f"{int(col.min())}..{int(col.max())}, outside 0..{top - 1} "
+                                  f"({'the vocabulary' if name != 'puzzle_id' else 'the puzzle ids'})")
         return cls(columns, meta)
 
     def __len__(self) -> int:
