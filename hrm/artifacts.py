@@ -14,10 +14,9 @@ and prunes its rows; Ray Train workers and trials never touch the store. So:
   many writers could append without overwriting each other). Prune keeps a
   version small.
 - Readers (`hrm artifacts`, pandas, duckdb) are safe while the driver writes: a
-  version never changes and is deleted only `_GRACE_S` after its successor. One
-  file replaced in place is not safe: pyarrow (under pandas.read_parquet) opens it
-  twice and reads the second open with the first one's footer (seen in
-  tests/test_artifacts.py as "Couldn't deserialize thrift").
+  version never changes and is deleted only `_GRACE_S` after its successor (a file
+  replaced in place is not: pyarrow opens it twice, the second time with the first
+  one's footer).
 - A folder is copied before its row is written, and a row dropped before its
   folder is deleted; a crash in between leaves an unindexed folder for `sweep`.
 - `artifact_id` = sha256("<experiment>\\0<trial_id>\\0<step>")[:16]: a re-added
@@ -39,22 +38,21 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
-import json
-import math
 import os
 import re
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from hrm.checkpoint import (CHECKPOINT_FILE, MANIFEST_FILE, CheckpointError, code_version, content_digest,
-                            read_manifest, sha256_of, verify_checkpoint)
+from hrm.artifact_rows import BASE_SCHEMA, METRIC, check_counts, concat, make_row, metric_columns, ordered, rank
+from hrm.checkpoint import (CHECKPOINT_FILE, MANIFEST_FILE, CheckpointError, content_digest, read_manifest, sha256_of,
+                            verify_checkpoint)
 from hrm.storage import open_uri as _open
 
 _ID_CHARS = 16  # hex chars of sha256 kept in artifact_id (64 bits: collisions need ~4e9 ids)
@@ -63,29 +61,6 @@ _READ_TRIES = 3  # a reader slower than _GRACE_S may find its version gone: list
 # Reads are single-threaded: a few rows gain nothing from pyarrow's pool (see hrm.cli.exit_now).
 NAME_RULE = "letters, digits and . _ + = @ - (not starting with . _ + = @ -)"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=@-]*$")  # experiment / trial_id: one path segment
-_TS = pa.timestamp("us", tz="UTC")
-
-_STR, _INT = pa.string(), pa.int64()
-BASE_SCHEMA = pa.schema([
-    ("artifact_id", _STR), ("experiment", _STR), ("trial_id", _STR), ("step", _INT), ("eval_round", _INT),
-    ("path", _STR), ("bytes", _INT), ("sha256", _STR), ("created_at", _TS), ("code_version", _STR),
-    ("hparams_json", _STR), ("metrics_json", _STR),
-])
-HP, METRIC = "hp.", "metric."
-
-
-def flatten(d: dict, prefix: str = "") -> dict:
-    """Nested dict -> {prefix + dotted key: leaf}; e.g. {"model": {"H_cycles": 2}} -> {"model.H_cycles": 2}."""
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        name = f"{prefix}{key}"
-        items = flatten(value, f"{name}.").items() if isinstance(value, dict) else [(name, value)]
-        for k, v in items:
-            if k in out:
-                raise ValueError(f"key '{k}' appears twice after flattening (a dotted key and a nested one)")
-            out[k] = v
-    return out
-
 
 def artifact_id(experiment: str, trial_id: str, step: int) -> str:
     key = f"{experiment}\0{trial_id}\0{int(step)}".encode()
@@ -97,77 +72,6 @@ def check_name(kind: str, value: str) -> str:
     if not isinstance(value, str) or not _NAME_RE.match(value):
         raise ValueError(f"{kind} {value!r} is not allowed: use {NAME_RULE}")
     return value
-
-
-def _hp_cell(value: Any) -> tuple[Any, pa.DataType]:
-    """A hyperparameter leaf as a typed Arrow cell (non-scalars become JSON strings)."""
-    if value is None:
-        return None, pa.null()
-    if isinstance(value, bool):
-        return value, pa.bool_()
-    if isinstance(value, int) and -(2**63) <= value < 2**63:
-        return value, pa.int64()
-    if isinstance(value, float):
-        return value, pa.float64()
-    if isinstance(value, str):
-        return value, pa.string()
-    return json.dumps(value, sort_keys=True, default=str), pa.string()
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _ordered(table: pa.Table) -> pa.Table:
-    """Fixed columns first, then hp.* and metric.* sorted, then anything else."""
-    names = table.column_names
-    base, hp = [n for n in BASE_SCHEMA.names if n in names], sorted(n for n in names if n.startswith(HP))
-    metric = sorted(n for n in names if n.startswith(METRIC))
-    return table.select(base + hp + metric + [n for n in names if n not in set(base) | set(hp) | set(metric)])
-
-
-def _concat(tables: list[pa.Table]) -> pa.Table:
-    """Tables with different columns as one: missing columns null, clashing types widened, else string."""
-    tables = tables or [BASE_SCHEMA.empty_table()]
-    try:
-        return pa.concat_tables(tables, promote_options="permissive")
-    except (pa.ArrowTypeError, pa.ArrowInvalid):
-        types: dict[str, set] = {}
-        for f in (f for t in tables for f in t.schema if f.type != pa.null()):
-            types.setdefault(f.name, set()).add(f.type)
-        clash = [n for n, ts in types.items() if len(ts) > 1]
-        tables = [t.cast(pa.schema([pa.field(f.name, pa.string()) if f.name in clash else f for f in t.schema]))
-                  for t in tables]
-        return pa.concat_tables(tables, promote_options="permissive")
-
-
-def _rank(table: pa.Table, column: str, mode: str) -> list[int]:
-    """Row indices best first: by column (max/min), then later step, then trial_id; missing values last."""
-    values = table[column].to_pylist()
-    steps = table["step"].to_pylist()
-    trials = table["trial_id"].to_pylist()
-    sign = -1.0 if mode == "max" else 1.0
-
-    def key(i: int) -> tuple:
-        v = values[i]
-        missing = v is None or (isinstance(v, float) and math.isnan(v))
-        return (missing, 0.0 if missing else sign * v, -steps[i], trials[i])
-
-    return sorted(range(table.num_rows), key=key)
-
-
-def _check(mode: str, **counts: int) -> None:
-    if mode not in ("max", "min"):
-        raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-    for name, value in counts.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-
-
-def metric_columns(rows: pa.Table) -> list[str]:
-    """The metric.* columns that hold a value, without the counters that are base columns (step, ...)."""
-    return [c for c in rows.column_names if c.startswith(METRIC) and rows[c].null_count < rows.num_rows
-            and c[len(METRIC):] not in BASE_SCHEMA.names]
 
 
 class ArtifactStore:
@@ -230,9 +134,9 @@ class ArtifactStore:
     def table(self, experiment: str | None = None) -> pa.Table:
         """Rows (of one experiment, or all), sorted by (experiment, trial_id, step)."""
         names = [experiment] if experiment is not None else self.experiments()
-        rows = _concat([self._read(e) for e in names])
+        rows = concat([self._read(e) for e in names])
         rows = rows.sort_by([("experiment", "ascending"), ("trial_id", "ascending"), ("step", "ascending")])
-        return _ordered(rows)
+        return ordered(rows)
 
     def _metric_column(self, rows: pa.Table, metric: str, experiment: str) -> str:
         column = metric if metric.startswith(METRIC) else METRIC + metric
@@ -244,13 +148,13 @@ class ArtifactStore:
 
     def best(self, experiment: str, metric: str, k: int = 1, mode: str = "max") -> pa.Table:
         """The top-k rows of `experiment` by `metric` (ties: later step first)."""
-        _check(mode, k=k)
+        check_counts(mode, k=k)
         rows = self.table(experiment)
         if rows.num_rows == 0:
             known = ", ".join(self.experiments()) or "none"
             raise ValueError(f"no artifacts for experiment '{experiment}' in {self.root} (known experiments: {known})")
         column = self._metric_column(rows, metric, experiment)
-        return rows.take(pa.array(_rank(rows, column, mode)[:k], type=pa.int64()))
+        return rows.take(pa.array(rank(rows, column, mode)[:k], type=pa.int64()))
 
     def get(self, artifact_id: str) -> dict:
         """One row as a dict (only its own experiment's columns); `artifact_id` may be a unique prefix."""
@@ -340,23 +244,10 @@ class ArtifactStore:
             self._fs.create_dir(folder, recursive=True)  # copy_files does not create it
             pafs.copy_files(src, folder, source_filesystem=src_fs, destination_filesystem=self._fs)
 
-        row = dict(
-            artifact_id=aid, experiment=experiment, trial_id=trial_id, step=step, eval_round=eval_round,
-            path=self._uri(folder), bytes=size, sha256=digest, created_at=dt.datetime.now(dt.timezone.utc),
-            code_version=manifest.get("code_version") or code_version(),  # the code that trained it, if known
-            hparams_json=json.dumps(hparams, sort_keys=True, default=str),
-            metrics_json=json.dumps(metrics, sort_keys=True, default=str),
-        )
-        fields = list(BASE_SCHEMA)
-        for name, value in flatten(hparams, HP).items():
-            row[name], typ = _hp_cell(value)
-            fields.append(pa.field(name, typ))
-        for name, value in metrics.items():
-            if _is_number(value):
-                row[METRIC + name] = float(value)
-                fields.append(pa.field(METRIC + name, pa.float64()))
+        row = make_row(aid, experiment, trial_id, step, eval_round, self._uri(folder), size, digest, manifest, hparams,
+                   metrics)
         others = rows.filter(pc.not_equal(rows["artifact_id"], aid)) if rows.num_rows else rows
-        self._write(experiment, _ordered(_concat([others, pa.Table.from_pylist([row], pa.schema(fields))])))
+        self._write(experiment, ordered(concat([others, row])))
         return aid
 
     def annotate(self, experiment: str, values: dict[str, dict[str, float]]) -> None:
@@ -370,18 +261,18 @@ class ArtifactStore:
             new = pa.array([values.get(i, {}).get(name, o) for i, o in zip(ids, old)], pa.float64())
             rows = rows.set_column(rows.column_names.index(column), column, new) if column in rows.column_names \
                 else rows.append_column(column, new)
-        self._write(experiment, _ordered(rows))
+        self._write(experiment, ordered(rows))
 
     def prune(
         self, experiment: str, metric: str, mode: str = "max", keep_per_trial: int = 2, keep_per_experiment: int = 5
     ) -> list[str]:
         """Drop rows not among their trial's best keep_per_trial or the experiment's best keep_per_experiment,
         then delete their folders; returns the dropped ids."""
-        _check(mode, keep_per_trial=keep_per_trial, keep_per_experiment=keep_per_experiment)
+        check_counts(mode, keep_per_trial=keep_per_trial, keep_per_experiment=keep_per_experiment)
         rows = self.table(experiment)
         if rows.num_rows == 0:
             return []
-        order = _rank(rows, self._metric_column(rows, metric, experiment), mode)
+        order = rank(rows, self._metric_column(rows, metric, experiment), mode)
         trials = rows["trial_id"].to_pylist()
         seen: dict[str, int] = {}
         keep = []

@@ -250,25 +250,28 @@ def score_views(
         i0 = idx[v.view[idx] == 0][0]
         first_right[qi] = te.is_correct(truths[qi], answers[i0])
     passes = pass_at_k(ranked, correct, v.question_task, ks)
+    counts = [((preds == v.labels) & valid).sum(), valid.sum(), first_right.sum(), len(questions),
+              ((q_halt > 0) == view_exact).sum(), halt_step.sum(), M] + [x for k in ks for x in passes[k]]
+    metrics = _metrics(_summed(counts, world, device), ks, views)
+    examples = []
+    for i in np.flatnonzero(v.view == 0)[:keep_examples]:
+        examples.append({"input": v.inputs[i], "label": v.labels[i], "pred": preds[i]})
+    return EvalResult(metrics, ranked, correct, questions, examples)
 
-    totals = np.array(
-        [
-            float(((preds == v.labels) & valid).sum()),
-            float(valid.sum()),
-            float(first_right.sum()),
-            float(len(questions)),
-            float(((q_halt > 0) == view_exact).sum()),
-            float(halt_step.sum()),
-            float(M),
-        ]
-        + [float(x) for k in ks for x in passes[k]],
-        dtype=np.float64,
-    )
+
+def _summed(counts: list, world: int, device: torch.device) -> list[float]:
+    """The counts summed over the data-parallel ranks, as plain floats (checkpoints load with
+    weights_only)."""
+    totals = np.array([float(c) for c in counts], dtype=np.float64)
     if world > 1:
         t = torch.from_numpy(totals).to(device)
         dist.all_reduce(t)
         totals = t.cpu().numpy()
-    totals = [float(x) for x in totals]  # plain floats: checkpoints load with weights_only
+    return [float(x) for x in totals]
+
+
+def _metrics(totals: list[float], ks: tuple[int, ...], views: int) -> dict[str, float]:
+    """Named metrics from the summed counts of `score_views` (in its order)."""
     tok_c, tok_n, right, nq, q_agree, steps, m = totals[:7]
     metrics = {
         "exact_accuracy": right / max(nq, 1.0),
@@ -283,10 +286,7 @@ def score_views(
         solved, n_tasks = totals[7 + 2 * i], totals[8 + 2 * i]
         metrics[f"pass@{k}"] = solved / max(n_tasks, 1.0)
         metrics[f"pass@{k}_se"] = binomial_se(metrics[f"pass@{k}"], n_tasks)
-    examples = []
-    for i in np.flatnonzero(v.view == 0)[:keep_examples]:
-        examples.append({"input": v.inputs[i], "label": v.labels[i], "pred": preds[i]})
-    return EvalResult(metrics, ranked, correct, questions, examples)
+    return metrics
 
 
 def binomial_se(p: float, n: float) -> float:

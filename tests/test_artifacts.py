@@ -13,7 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 from pyarrow.fs import _MockFileSystem
 
-from hrm.artifacts import BASE_SCHEMA, ArtifactStore, artifact_id, code_version, flatten
+from hrm.artifact_rows import BASE_SCHEMA, flatten
+from hrm.artifacts import ArtifactStore, artifact_id
+from hrm.checkpoint import code_version
 
 # Light imports only at module level: the multiprocessing test spawns children
 # that import this module. Torch-using modules are imported inside fixtures.

@@ -229,14 +229,22 @@ def build(
         workers=workers,
     )
 
-    def stack(items):
-        if not items:
-            return np.zeros((0, n * n), np.uint8), np.zeros((0, n * n), np.uint8), np.zeros(0, np.int64)
-        x, y, d = zip(*items)
-        return np.stack(x), np.stack(y), np.array(d, np.int64)
+    qx, qy, qd = _stack(test, n)
+    return {"train": _augmented(*_stack(train, n), num_aug, n, np.random.default_rng(aug_ss)),
+            "test": _columns(qx, qy, qd, np.arange(len(qx)), np.zeros(len(qx), np.int64))}
 
-    x, y, d = stack(train)
-    rng = np.random.default_rng(aug_ss)
+
+def _stack(items: list, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inputs, labels, path lengths) of generated mazes as arrays."""
+    if not items:
+        return np.zeros((0, n * n), np.uint8), np.zeros((0, n * n), np.uint8), np.zeros(0, np.int64)
+    x, y, d = zip(*items)
+    return np.stack(x), np.stack(y), np.array(d, np.int64)
+
+
+def _augmented(x: np.ndarray, y: np.ndarray, d: np.ndarray, num_aug: int, n: int,
+               rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Train columns: each maze followed by `num_aug` distinct dihedral variants of it."""
     k = 1 + num_aug
     augs = np.zeros((len(x), k), np.int64)
     for i in range(len(x)):
@@ -248,7 +256,4 @@ def build(
         sel = augs == a
         if sel.any():
             tx[sel], ty[sel] = dihedral(tx[sel], a), dihedral(ty[sel], a)
-    train_cols = _columns(tx.reshape(-1, n * n), ty.reshape(-1, n * n), d[rows], rows, augs)
-    qx, qy, qd = stack(test)
-    test_cols = _columns(qx, qy, qd, np.arange(len(qx)), np.zeros(len(qx), np.int64))
-    return {"train": train_cols, "test": test_cols}
+    return _columns(tx.reshape(-1, n * n), ty.reshape(-1, n * n), d[rows], rows, augs)

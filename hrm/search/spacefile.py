@@ -27,9 +27,8 @@ rules live in the dataclasses of `hrm.search.space`.
   `overrides.` is one dotted config key), `params.optim.lr.high=1e-2` (the longest
   param name that prefixes the key is the param), `params.a.b.when.model.arch=[hrm]`
   or `params.optim.lr={type: float, low: 0, high: 1}`. They get the same checks.
-- A `base` that is a bare name (no '/', no .yaml suffix) is a shipped config; any
-  other value is a path, relative to the space file's folder (a bare `name.yaml`
-  missing there falls back to the shipped config of that name).
+- A `base` that is a bare name is a shipped config; any other value is a path, relative
+  to the space file's folder (a missing bare `name.yaml` falls back to the shipped one).
 """
 
 from __future__ import annotations
@@ -41,25 +40,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from hrm.config import (
-    FAMILY_KEYS,
-    ConfigError,
-    arch_misfit,
-    build,
-    builtin_config_path,
-    builtin_configs,
-    coerce,
-    flat_items,
-    freeze,
-    from_dict,
-    get_key,
-    hint,
-    number,
-    parse_override,
-    read_yaml,
-    to_dict,
-    with_values,
-)
+from hrm.config import (FAMILY_KEYS, ConfigError, arch_misfit, build, builtin_config_path, builtin_configs, coerce,
+                        flat_items, freeze, from_dict, get_key, hint, number, parse_override, read_yaml, to_dict,
+                        with_values)
 from hrm.search.space import (
     KINDS,
     Claim,
