@@ -1,6 +1,7 @@
 """What runs inside Ray: the Train worker, the Tune trial and the search driver's callbacks
 (a module of the installed project, so Ray workers import it by name)."""
 
+import logging
 import sys
 import time
 from pathlib import Path
@@ -45,13 +46,20 @@ def trainer(config: dict[str, Any], b: Budget, **run: Any) -> Any:
                         scaling_config=scaling, run_config=run_config)
 
 
+def quiet_checkpoints() -> None:
+    """Ray logs a line with the whole path of every checkpoint it stores; the trial's own
+    eval line already says the round, and the driver indexes the checkpoint."""
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+
+
 def say(msg: str) -> None:  # not print(): Ray Train echoes that twice
     sys.stdout.write(msg + "\n")
     sys.stdout.flush()
 
 
 def train_worker(config: dict[str, Any]) -> None:
-    """Ray Train worker: one data-parallel rank of `hrm.train.train`."""
+    """Ray Train worker: one data-parallel rank of `hrm.seeds.train_seeds`."""
+    quiet_checkpoints()
     def report(metrics: dict[str, float], ckpt_dir: str | None) -> None:
         ray.train.report(dict(metrics), checkpoint=ckpt_dir and ray.train.Checkpoint.from_directory(ckpt_dir))
 
@@ -69,6 +77,7 @@ def _worker(space: SearchSpace, storage: str, name: str, config: dict[str, Any])
 
 def train_in_trial(config: dict[str, Any], *, space: SearchSpace, storage: str, name: str) -> None:
     """Tune function trainable of a one-worker budget: trains in the trial's own process."""
+    quiet_checkpoints()
     def report(metrics: dict[str, float], ckpt_dir: str | None) -> None:
         ray.tune.report(dict(metrics), checkpoint=ckpt_dir and ray.tune.Checkpoint.from_directory(ckpt_dir))
 

@@ -175,3 +175,14 @@ def test_data_task_allows_exactly_the_registered_tasks():
         tasks.get("chess")
     with pytest.raises(ConfigError, match="data.num_aug for maze must be in 0..7"):
         from_dict({"data": {"task": "maze", "num_aug": 8}})
+
+
+def test_a_build_names_the_sudoku_grade_only_where_it_asked_for_extreme_grade(tmp_path):
+    """Easy puzzles are rated (column `rating`) but their build log says nothing of the
+    Sudoku-Extreme grade; a hard build prints its ratings and grade."""
+    easy, said = DataConfig(root=str(tmp_path), num_train=8, num_test=4, num_aug=0,
+                            sudoku=SudokuConfig(size=4, difficulty="easy", blanks=4)), []
+    ensure_dataset(easy, log=said.append)
+    assert said and not any("grade" in line or "ratings" in line for line in said), said
+    hard_meta = {"rating": {"definition": "x", "graded": True, "train": {"count": 0}}}
+    assert tasks.get("sudoku").report(hard_meta)[0].startswith("sudoku ratings")

@@ -92,7 +92,8 @@ def _sudoku_build(cfg: DataConfig, progress: Progress, workers: int) -> Built:
         splits = sudoku.build(s.size, need_num_train(cfg), cfg.num_test, cfg.num_aug, s.difficulty, s.blanks,
                               cfg.seed, progress=progress, workers=1 if s.difficulty == "easy" else workers)
         definition = f"guesses, mean of {sudoku_rating.RELABELINGS} relabelings (hrm.data.sudoku_rating)"
-    rating = {"definition": definition}
+    # The grade is news only where the build asked for Sudoku-Extreme-grade puzzles (or read them).
+    rating = {"definition": definition, "graded": s.difficulty == "hard" or s.train_csv is not None}
     for name, cols in splits.items():  # one rating per puzzle, not per augmented row
         _, first = np.unique(cols["group_id"], return_index=True)
         rating[name] = sudoku_rating.summarise(cols["rating"][first])
@@ -101,6 +102,8 @@ def _sudoku_build(cfg: DataConfig, progress: Progress, workers: int) -> Built:
 
 def _sudoku_report(meta: dict[str, Any]) -> list[str]:
     rating = meta.get("rating", {})
+    if not rating.get("graded", True):
+        return []
     lines = [f"sudoku ratings ({rating.get('definition', 'unknown')}):"]
     for name in ("train", "test"):
         if name in rating:
