@@ -1,9 +1,13 @@
-"""Session-wide: the test process ends like the `hrm` command does (hrm.cli.exit_now).
+"""What the tests share: the tiny run most of them train, one S3-compatible server and one
+local Ray per module (started when a test first asks), and the session's end.
 
-pyarrow's native thread pools can abort the interpreter's teardown with SIGABRT
-("terminate called without an active exception"), which would turn a run whose
-tests all passed, summary printed, into a failed one. The exit status is pytest's own.
+The test process ends like the `hrm` command does (hrm.cli.exit_now): pyarrow's native
+thread pools can abort the interpreter's teardown with SIGABRT ("terminate called without
+an active exception"), which would turn a run whose tests all passed into a failed one.
+The exit status is pytest's own.
 """
+
+import os
 
 import pytest
 
@@ -85,3 +89,38 @@ def _merge(into: dict, changes: dict) -> None:
 @pytest.fixture(scope="session")
 def tiny() -> type[Tiny]:
     return Tiny
+
+
+# ---------------------------------------------------------------------------
+# Services the tests share: started once, when a test first asks
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """A real S3-compatible server (tests/helpers.py), reachable through os.environ from here on,
+    so pyarrow in this process and every Ray node or subprocess started later (which inherit
+    it) use it, as cluster nodes get theirs from the host. `s3.bucket(name)` makes a bucket."""
+    pytest.importorskip("moto")
+    from tests.helpers import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("moto") / "moto.log")
+    saved = {k: os.environ.get(k) for k in server.env}
+    os.environ.update(server.env)
+    yield server
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def local_ray(s3):
+    """A local Ray of 2 CPUs for a module's tests (after the S3 server, so its workers reach it);
+    its GCS address. A new instance, never a stale one from /tmp/ray; shut down after the
+    module, as tests of `tune.py` on its own Ray must find none running."""
+    ray = pytest.importorskip("ray")
+    ray.init(address="local", num_cpus=2)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

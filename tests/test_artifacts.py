@@ -447,12 +447,9 @@ def test_cli(tmp_path, run, capsys, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def s3_env(tmp_path_factory):
-    pytest.importorskip("moto")
-    from tests.s3 import s3_in_environ
-
-    with s3_in_environ("hrm", tmp_path_factory.mktemp("s3") / "moto.log") as env:
-        yield env
+def s3_env(s3):
+    s3.bucket("hrm")
+    return s3.env
 
 
 def test_the_store_on_s3(s3_env, tmp_path, run):

@@ -21,7 +21,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -29,21 +28,23 @@ import pytest
 ray = pytest.importorskip("ray")
 pafs = pytest.importorskip("pyarrow.fs")
 
-from tests.s3 import s3_in_environ  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
 TUNE = [sys.executable, str(ROOT / "ray_jobs" / "tune.py")]
 
+from tests.helpers import wait_for  # noqa: E402
+
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """A bucket `bkt`; its credentials and endpoint in os.environ, so Ray nodes started by
-    these tests (and their workers) inherit them, as cluster nodes get theirs from the host."""
-    with s3_in_environ("bkt", tmp_path_factory.mktemp("moto") / "moto.log") as env:
-        yield env
+def bkt(s3):
+    """The session's S3 server (conftest.py: its endpoint in os.environ, so Ray nodes started by
+    these tests and their workers inherit it, as cluster nodes get theirs from the host) with
+    a bucket `bkt`."""
+    s3.bucket("bkt")
+    return s3.env
 
 
 def _env() -> dict[str, str]:
@@ -69,13 +70,8 @@ def _summary(out: str) -> dict:
 
 
 def _wait_for_index(uri: str, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not any(p.endswith(".parquet") for p in _files(uri)):
-        if proc.poll() is not None:
-            out = proc.stdout.read()
-            raise AssertionError(f"the search ended before it indexed a checkpoint: {out[-4000:]!s}")
-        assert time.monotonic() < deadline, "no checkpoint was indexed"
-        time.sleep(0.5)
+    wait_for(lambda: any(p.endswith(".parquet") for p in _files(uri)), timeout=timeout,
+             what="a checkpoint indexed before the search ended", alive=proc)
 
 
 def _tb_tags(uri: str, trial: str, tmp: Path) -> dict[str, set[int]]:
@@ -92,7 +88,7 @@ def _tb_tags(uri: str, trial: str, tmp: Path) -> dict[str, set[int]]:
     return tags
 
 
-def test_search_on_s3_killed_driver_resumes_from_the_bucket(s3, tmp_path):
+def test_search_on_s3_killed_driver_resumes_from_the_bucket(bkt, tmp_path):
     """tune.py --smoke --storage s3://bkt/hrm, its driver SIGKILLed after the first indexed
     checkpoint, then --resume: the union of the trials, each checkpoint indexed once, and
     the bucket holds what a user needs."""
@@ -182,7 +178,7 @@ def _kill(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
         proc.wait(timeout=30)
 
 
-def test_private_worker_node_then_its_loss(s3, tmp_path, monkeypatch):
+def test_private_worker_node_then_its_loss(bkt, tmp_path, monkeypatch):
     """A head and a second node (2 CPUs each; the head's held by a blocker actor at first), the
     second in its own mount namespace: the driver's folder and the head's Ray folder are
     hidden under empty tmpfs there, and its temp folder is its own. The smoke trial (its
@@ -205,11 +201,9 @@ def test_private_worker_node_then_its_loss(s3, tmp_path, monkeypatch):
     second = None
     try:
         address = f"127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while subprocess.run([RAY, "status", f"--address={address}"], capture_output=True,
-                                env={**_env(), "RAY_AUTH_MODE": "token"}).returncode:
-            assert head.poll() is None and time.monotonic() < deadline, (tmp_path / "head.log").read_text()[-2000:]
-            time.sleep(1)
+        wait_for(lambda: subprocess.run([RAY, "status", f"--address={address}"], capture_output=True,
+                                        env={**_env(), "RAY_AUTH_MODE": "token"}).returncode == 0,
+                 timeout=120, every=1, what="the head", alive=head, log=tmp_path / "head.log")
         # This process joins with the token `ray start` left in ~/.ray: Ray reads RAY_AUTH_MODE
         # into its cached config at import, so refresh that as ray.init does for a new cluster.
         monkeypatch.setenv("RAY_AUTH_MODE", "token")
@@ -218,9 +212,8 @@ def test_private_worker_node_then_its_loss(s3, tmp_path, monkeypatch):
         second = _node([f"--address={address}", f"--temp-dir={own}", *node], tmp_path / "node2.log",
                        wrap=["unshare", "--mount", "--propagation", "private", "sh", "-c", hide, "sh",
                              "env", f"TMPDIR={own}"])
-        while len([n for n in ray.nodes() if n["Alive"]]) < 2:
-            assert second.poll() is None and time.monotonic() < deadline, (tmp_path / "node2.log").read_text()[-2000:]
-            time.sleep(0.5)
+        wait_for(lambda: len([n for n in ray.nodes() if n["Alive"]]) >= 2, timeout=120, what="the second node",
+                 alive=second, log=tmp_path / "node2.log")
         head_id = ray.get_runtime_context().get_node_id()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         from ray.util.state import list_actors

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ray_api import wait_for_api
+from tests.helpers import api_up, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -78,7 +78,8 @@ def head(tmp_path_factory):
     url = f"http://127.0.0.1:{dash}"
     temp = None
     try:
-        wait_for_api(url, procs[0], tmp_path / "head.log")
+        wait_for(lambda: api_up(url), timeout=120, every=1, what="the dashboard", alive=procs[0],
+                 log=tmp_path / "head.log")
         # A joining node needs the cluster's token too, as in cluster/*.yaml. It
         # gets its own temp dir, as a separate machine would: sharing the head's,
         # it garbage-collected the unpacked --working-dir that the job driver runs
@@ -86,18 +87,15 @@ def head(tmp_path_factory):
         temp = Path(tempfile.mkdtemp(prefix="ray-node2-", dir="/tmp"))
         procs.append(_start([f"--address=127.0.0.1:{gcs}", f"--temp-dir={temp}", *node],
                             tmp_path / "node2.log", {**env, "RAY_AUTH_MODE": "token"}))
-        deadline = time.monotonic() + 120
-        while _node_count(url, env) < 2:
-            if procs[1].poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the second node did not join: {(tmp_path / 'node2.log').read_text()[-2000:]}")
-            time.sleep(2)
+        wait_for(lambda: _node_count(url, env) >= 2, timeout=120, every=2, what="the second node joining",
+                 alive=procs[1], log=tmp_path / "node2.log")
         yield url, env
     finally:
         for proc in reversed(procs):  # the joined node first, then the head
             _stop(proc)
-        deadline = time.monotonic() + 60  # their daemons exit shortly after
+        deadline = time.monotonic() + 60  # their daemons exit shortly after (checked below)
         while ray_is_running() and time.monotonic() < deadline:
-            time.sleep(1)
+            time.sleep(1)  # teardown: not a test failure of its own, the assertion below says it
         # What `ray stop` would also do: forget the address of the head we stopped.
         Path("/tmp/ray/ray_current_cluster").unlink(missing_ok=True)
         if temp is not None:
@@ -134,17 +132,14 @@ def test_submit_the_smoke_search_as_a_job(head, tmp_path):
     )
     assert submit.returncode == 0, submit.stdout[-2000:] + submit.stderr[-2000:]
     job_id = re.search(r"raysubmit_\w+", submit.stdout + submit.stderr).group(0)
-    status = ""
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
+    def status() -> str:
         out = subprocess.run([RAY, "job", "status", "--address", url, job_id], capture_output=True, text=True, env=env)
         text = (out.stdout + out.stderr).lower()  # "Job 'raysubmit_...' succeeded"
-        status = next((s.upper() for s in ("succeeded", "failed", "stopped") if s in text), "")
-        if status:
-            break
-        time.sleep(5)
+        return next((s.upper() for s in ("succeeded", "failed", "stopped") if s in text), "")
+
+    final = wait_for(status, timeout=600, every=5, what=f"job {job_id} ending")
     logs = subprocess.run([RAY, "job", "logs", "--address", url, job_id], capture_output=True, text=True, env=env)
-    assert status == "SUCCEEDED", logs.stdout[-4000:]
+    assert final == "SUCCEEDED", logs.stdout[-4000:]
     summary = json.loads(logs.stdout[logs.stdout.rindex("[tune] done: ") + len("[tune] done: ") :].split("\n}\n")[0] + "\n}")
     assert summary["errors"] == 0 and summary["trials"] == 4
     table = ArtifactStore(str(storage / "artifacts")).table("job")

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,14 +19,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 ray = pytest.importorskip("ray")
 
+from tests.helpers import wait_for  # noqa: E402
+
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(address="local", num_cpus=2)  # a new instance, never a stale one from /tmp/ray
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
 
 
 def _tb_runs(folder: Path) -> dict[Path, dict[str, bytes]]:
@@ -211,10 +205,8 @@ def test_resume_after_the_driver_is_killed(local_ray, tmp_path):
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
                             cwd=tmp_path)
     index = storage / "artifacts" / "index"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not list(index.rglob("*.parquet")):
-        time.sleep(1)
-    assert list(index.rglob("*.parquet")), "no checkpoint was indexed before the kill"
+    wait_for(lambda: list(index.rglob("*.parquet")), timeout=240, what="a checkpoint indexed before the kill",
+             alive=proc)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver dies mid-search
     proc.wait(timeout=30)
 
@@ -311,9 +303,7 @@ def test_a_killed_train_worker_resumes_from_its_checkpoint(local_ray, tmp_path):
     assert plain.wait(timeout=600) == 0, plain.stdout.read()[-3000:]
     killed = search("killed")
     index = storage / "artifacts" / "index" / "killed"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not list(index.glob("*.parquet")):
-        time.sleep(0.5)
+    wait_for(lambda: list(index.glob("*.parquet")), timeout=300, what="a checkpoint indexed", alive=killed)
     workers = list_actors(address=local_ray, filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
     assert len(workers) == 1, workers
     os.kill(workers[0].pid, signal.SIGKILL)

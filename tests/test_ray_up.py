@@ -49,7 +49,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.ray_api import wait_for_api
+from tests.helpers import api_up, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -178,11 +178,7 @@ def _sshd(folder: Path, port: int):
         proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
-        while not _port_taken(port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"sshd did not start: {log_path.read_text()[-2000:]}")
-            time.sleep(0.2)
+        wait_for(lambda: _port_taken(port), timeout=30, every=0.2, what="sshd", alive=proc, log=log_path)
         yield
     finally:
         proc.terminate()
@@ -233,16 +229,13 @@ def _override(key: Path, ssh_port: int) -> dict:
 
 
 def _job_status(job_id: str, env: dict[str, str], timeout_s: float) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def status() -> str:
         out = subprocess.run([RAY, "job", "status", "--address", DASHBOARD, job_id], capture_output=True, text=True,
                              env=env)
         text = (out.stdout + out.stderr).lower()  # "Job 'raysubmit_...' succeeded"
-        status = next((s.upper() for s in ("succeeded", "failed", "stopped") if s in text), "")
-        if status:
-            return status
-        time.sleep(5)
-    return "TIMEOUT"
+        return next((s.upper() for s in ("succeeded", "failed", "stopped") if s in text), "")
+
+    return wait_for(status, timeout=timeout_s, every=5, what=f"job {job_id} ending")
 
 
 def test_ray_up_onprem_yaml_runs_the_smoke_search(tmp_path):
@@ -291,7 +284,7 @@ def test_ray_up_onprem_yaml_runs_the_smoke_search(tmp_path):
         assert up.returncode == 0, up.stdout[-6000:] + up.stderr[-3000:]
         # The head runs as USER, none of it as root.
         assert _pids("-u", USER, "-x", "gcs_server") and not _pids("-u", "root", "-x", "gcs_server")
-        wait_for_api(DASHBOARD, timeout_s=300)  # a loaded machine was seen to need over 120 s
+        wait_for(lambda: api_up(DASHBOARD), timeout=300, every=1, what="the dashboard")  # a loaded machine needs time
 
         job_env = {**env, "RAY_AUTH_MODE": "token"}  # the client sends ~/.ray/auth_token
         submit = subprocess.run(

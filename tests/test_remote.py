@@ -14,18 +14,18 @@ import pytest
 
 from hrm.config import ConfigError
 from hrm.storage import RUN_FILES, Mirror, ObjectJournal, check_storage, exists, write_bytes
-from tests.s3 import s3_in_environ
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    with s3_in_environ("bkt", tmp_path_factory.mktemp("moto") / "moto.log") as env:
-        yield env
+def bkt(s3):
+    """The session's S3 server (conftest.py) with a bucket `bkt`: its environment."""
+    s3.bucket("bkt")
+    return s3.env
 
 
-def test_good_storage_passes_and_leaves_nothing(s3, tmp_path):
+def test_good_storage_passes_and_leaves_nothing(bkt, tmp_path):
     check_storage("s3://bkt/hrm")
     check_storage(str(tmp_path / "not" / "yet"))
     assert not exists("s3://bkt/hrm/.hrm-write-check-%d" % os.getpid())
@@ -39,9 +39,9 @@ def test_good_storage_passes_and_leaves_nothing(s3, tmp_path):
      "access denied"),
     ("unknown scheme", {}, "s4://bkt/hrm", "not a folder or a storage URI"),
 ])
-def test_bad_storage_is_one_line_exit_2_before_any_work(s3, tmp_path, case, env, uri, says):
+def test_bad_storage_is_one_line_exit_2_before_any_work(bkt, tmp_path, case, env, uri, says):
     """tune.py and train.py refuse it before Ray starts: one line naming the storage, exit 2."""
-    run_env = {**os.environ, **s3, "AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "1"}
+    run_env = {**os.environ, **bkt, "AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "1"}
     for k, v in env.items():
         if v is None:
             run_env.pop(k, None)
@@ -62,7 +62,7 @@ def test_local_storage_that_cannot_be_written(tmp_path):
         check_storage(str(tmp_path / "file" / "sub"))
 
 
-def test_mirror_pushes_what_changed_and_pulls_what_is_missing(s3, tmp_path):
+def test_mirror_pushes_what_changed_and_pulls_what_is_missing(bkt, tmp_path):
     run = tmp_path / "node1"
     (run / "hrm" / "checkpoints" / "step_1").mkdir(parents=True)
     (run / "hrm" / "checkpoints" / "step_1" / "model.pt").write_bytes(b"weights")
@@ -82,7 +82,7 @@ def test_mirror_pushes_what_changed_and_pulls_what_is_missing(s3, tmp_path):
     assert (tmp_path / "node2" / "events.out.tfevents.1").read_bytes() == b"e1"
 
 
-def test_optuna_study_journaled_on_object_storage(s3, tmp_path):
+def test_optuna_study_journaled_on_object_storage(bkt, tmp_path):
     optuna = pytest.importorskip("optuna")
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -110,7 +110,7 @@ def test_optuna_study_journaled_on_object_storage(s3, tmp_path):
     assert len(local.trials) == 6
 
 
-def test_a_dataset_is_built_once_and_fetched_by_other_nodes(s3, tmp_path, monkeypatch):
+def test_a_dataset_is_built_once_and_fetched_by_other_nodes(bkt, tmp_path, monkeypatch):
     """Two nodes (two data roots) sharing s3://bkt/datasets: the first builds and publishes,
     the second downloads the same bytes without building."""
     from hrm.config import load_config

@@ -324,24 +324,23 @@ def test_continuous_and_many_valued_params_are_binned_not_compared(tmp_path):
     assert "the seeds' spread was not measured" in (tmp_path / "tpe" / "report" / "report.md").read_text()
 
 
-def test_a_report_on_object_storage_reads_and_writes_the_bucket(grid_report, tmp_path):
+def test_a_report_on_object_storage_reads_and_writes_the_bucket(grid_report, s3):
     """The fixture search copied to an S3-compatible server (moto): the report reads it from
     the bucket, writes report.md/report.json/figures back under the experiment, and gives the
     numbers the local report gave."""
     import pyarrow.fs as pafs
 
     from hrm.storage import open_uri, upload_dir
-    from tests.s3 import s3_in_environ
 
     root, local, _ = grid_report
-    with s3_in_environ("bkt", tmp_path / "moto.log"):
-        upload_dir(root / "grid", "s3://bkt/st/grid")
-        upload_dir(root / "artifacts", "s3://bkt/st/artifacts")
-        remote = write_report("s3://bkt/st", "grid", log=lambda _m: None)
-        fs, base = open_uri("s3://bkt/st/grid/report")
-        names = {i.path.removeprefix(base + "/") for i in fs.get_file_info(pafs.FileSelector(base, recursive=True))}
-        with fs.open_input_stream(f"{base}/report.json") as f:
-            stored = json.loads(f.read())
+    bucket = s3.bucket("reports")
+    upload_dir(root / "grid", f"{bucket}/st/grid")
+    upload_dir(root / "artifacts", f"{bucket}/st/artifacts")
+    remote = write_report(f"{bucket}/st", "grid", log=lambda _m: None)
+    fs, base = open_uri(f"{bucket}/st/grid/report")
+    names = {i.path.removeprefix(base + "/") for i in fs.get_file_info(pafs.FileSelector(base, recursive=True))}
+    with fs.open_input_stream(f"{base}/report.json") as f:
+        stored = json.loads(f.read())
     assert {"report.md", "report.json", *local["figures"].values()} <= names
     assert stored["comparisons"] == local["comparisons"] == remote["comparisons"]
     assert stored["claims"] == local["claims"]

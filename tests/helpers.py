@@ -1,0 +1,83 @@
+"""What the tests share besides the tiny run (conftest.py): a real S3-compatible server, and
+waiting for something with a deadline (never a fixed sleep).
+
+moto's standalone server runs on 127.0.0.1; pyarrow's `FileSystem.from_uri("s3://...")`
+(and so the artifact store and Ray's storage) honours AWS_ENDPOINT_URL, so code under test
+talks to it unchanged.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, every: float = 0.5,
+             alive: subprocess.Popen | None = None, log: Path | None = None) -> Any:
+    """`condition()`'s first truthy value, polled every `every` s; the test fails naming `what`
+    when `timeout` s pass, or at once when `alive` (a process the condition waits on) exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if alive is not None and alive.poll() is not None:
+            pytest.fail(f"{what}: the process exited ({alive.returncode}) first"
+                        + (f": {log.read_text()[-2000:]}" if log and log.exists() else ""))
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {timeout:g} s" + (f": {log.read_text()[-2000:]}" if log and log.exists()
+                                                                 else ""))
+        time.sleep(every)
+
+
+def api_up(url: str) -> bool:
+    """Whether a Ray head's dashboard / job API at `url` answers (401/403 with token auth: up)."""
+    try:
+        urllib.request.urlopen(url, timeout=2)
+        return True
+    except OSError as exc:
+        return getattr(exc, "code", None) in (401, 403)
+
+
+class S3Server:
+    """moto's server on a free port of 127.0.0.1; `env` reaches it, `bucket(name)` creates one."""
+
+    def __init__(self, log: Path):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p",
+                                      str(port)], stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        wait_for(self._answers, timeout=60, what="moto_server", alive=self.proc, log=log)
+        self.env = {"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
+
+    def _answers(self) -> bool:
+        try:
+            urllib.request.urlopen(self.url, timeout=2)
+            return True
+        except OSError:
+            return False
+
+    def bucket(self, name: str) -> str:
+        import pyarrow.fs as pafs
+
+        pafs.S3FileSystem(endpoint_override=self.url, scheme="http", access_key="testing", secret_key="testing",
+                          region="us-east-1", allow_bucket_creation=True).create_dir(name)
+        return f"s3://{name}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
