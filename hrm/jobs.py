@@ -90,7 +90,7 @@ def run_worker(config: dict, report: Callable[[dict, str | None], None], restore
     from hrm.seeds import train_seeds
 
     # As many intra-op threads as CPUs this worker was given (1.9 -> 2):
-    # oversubscribed OpenMP threads on a shared 2-core machine ran 10-25x slower.
+    # oversubscribed OpenMP threads on a shared machine run many times slower.
     torch.set_num_threads(max(1, round(config["cpus_per_worker"])))
 
     def scored(metrics: dict, ckpt_dir: str | None) -> None:

@@ -10,11 +10,10 @@ shortest length is > min_path; otherwise a fresh try is drawn (plain rejection).
 This keeps the published distribution (up to 2^-32 rounding of p per cell). We
 do NOT pick the goal among the cells far from the start after one BFS: that
 re-weights each (walls, start) draw by 1 / (its number of far cells) and
-favours barely-long mazes (measured at 12x12/20 over 3000 mazes: mean shortest
-path 22.5 moves vs 24.0 for plain rejection and 24.0 for this code).
-Acceptance is rare (1.6e-5 per try at 30x30/110: ~60k tries per maze; accepted
-mazes have p ~0.375, near the site-percolation threshold 0.41), so a try must
-cost microseconds (~6.5 us measured):
+favours barely-long mazes (shorter shortest paths than plain rejection).
+Acceptance is rare at 30x30/110 (tens of thousands of tries per maze; accepted mazes
+have wall fractions near the site-percolation threshold), so a try must cost
+microseconds (benchmarks/RESULTS.md, "Maze build"):
   * tries are drawn in batches; each try takes exactly 3 + ceil(size^2 / 2) raw
     64-bit words of the stream in order (see `_tries`), so the result is the
     first accepted try whatever the batch size;
@@ -48,9 +47,9 @@ from hrm.data.maze_grid import (GOAL, MAX_SIZE, OPEN, PATH, START, WALL, bit_dis
 from hrm.data.splits import draw_disjoint
 
 WALL_LO, WALL_HI = 0.3, 0.5  # wall fraction range of the published generator
-TRY_BATCH = 1024  # tries screened per numpy call (measured at 30x30: 512 ~1.6x slower, 2048 no faster)
-# Default try cap of `generate`: 30x30/110 needs ~60k tries per maze (geometric), so
-# a cap of 1e5 would fail ~20% of mazes; 1e7 (~1 min) fails with odds ~e^-160.
+TRY_BATCH = 1024  # tries screened per numpy call (smaller batches are slower, larger ones no faster)
+# Default try cap of `generate`: the tries per maze are geometric with a mean in the tens of
+# thousands at 30x30/110, so a cap of 1e7 fails with vanishing odds (1e5 would fail often).
 MAX_TRIES = 10_000_000
 COMPACT_EVERY = 3  # BFS levels between dropping finished tries from a batch
 Progress = Callable[[int, int], None] | None

@@ -38,13 +38,9 @@ def rate(puzzle: np.ndarray, n: int) -> float:
     return r.guesses
 
 
-# Local search for hard puzzles (`_hard`), chosen by measurement (9x9, 60 puzzles per
-# setting, 2 processes; "held-out" = rated on 8 other relabelings than the fixed set):
-#   target 30, 8000 steps:              0.8 s/puzzle/core, mean 21.8, held-out mean 19.1
-#   target 40, 16000 steps:             1.5 s/puzzle/core, mean 28.4, held-out mean 25.4 (kept)
-#   target 35, 10000 steps, 8 in climb: 1.5 s/puzzle/core, mean 26.0, held-out mean 21.5
-# and a start temperature of 5 (against 2) halved the ratings. 6x6 and 4x4 puzzles are
-# almost all solved by singles, so their targets are low.
+# Local search for hard puzzles (`_hard`): target, step cap and temperature chosen by
+# measurement on 9x9 (benchmarks/RESULTS.md, "Sudoku rating and the hard generator"). 6x6
+# and 4x4 puzzles are almost all solved by singles, so their targets are low.
 HARD_TARGETS = {4: 0.0, 6: 1.0, 9: 40.0}
 HARD_STEPS = {4: 0, 6: 500, 9: 16000}  # cap on local-search steps per puzzle
 CLIMB_RELABELINGS = 4  # of the rating's 8, inside the search: half the cost, the same trend

@@ -145,7 +145,7 @@ def _minimise(puzzle: list[int], n: int, rng: np.random.Generator, stop: int | N
 
     Stops after `stop` removals if given. Returns the number of cells blanked. A
     given whose peers already hold every other digit is forced, so it is blanked
-    without a search (about 15% faster minimal puzzles; the late, exhaustive
+    without a search (faster minimal puzzles; the late, exhaustive
     checks near minimality dominate the cost).
     """
     peers, _ = peer_tables(n)

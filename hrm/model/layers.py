@@ -83,10 +83,8 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 # Longest sequence for which the CPU runs attention as two matmuls and a softmax instead of
-# SDPA's CPU kernel (`python benchmarks/attention_cpu.py`, 2 threads, RESULTS.md): at the
-# quickstart's 37 tokens forward+backward 1.2x faster in float32 and 16x in bfloat16 (SDPA's
-# bf16 backward on the CPU is slow), at 82 (9x9 Sudoku) 1.2x and 4.8x; from 256 tokens on
-# (ARC's 901) SDPA wins 2x, and 128 is about even in float32.
+# SDPA's CPU kernel, whose bf16 backward is slow on short sequences (why and the measurements:
+# docs/decisions/cpu-attention.md, `python benchmarks/attention_cpu.py`).
 _CPU_EXPLICIT_MAX_SEQ = 128
 
 
@@ -94,7 +92,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     """Non-causal softmax(q k^T / sqrt(head_dim)) v over (B, heads, S, head_dim)."""
     if q.device.type == "cpu" and q.shape[-2] <= _CPU_EXPLICIT_MAX_SEQ:
         # Softmax in float32 (CPU autocast would run it in bf16, as SDPA's kernels never do):
-        # the quickstart lost ~25 points of pass@2 at 300 steps with bf16 probabilities.
+        # bf16 probabilities cost the quickstart much accuracy (docs/decisions/cpu-attention.md).
         scores = torch.matmul(q, k.transpose(-1, -2))
         scores = scores.to(torch.promote_types(scores.dtype, torch.float32)) * q.shape[-1] ** -0.5
         return torch.matmul(scores.softmax(-1).to(v.dtype), v)

@@ -150,7 +150,7 @@ class Budget:
     worker_restarts: Annotated[int, Range(ge=0)] = 2
     trial_retries: Annotated[int, Range(ge=0)] = 1
     # auto: a one-worker trial trains in the Tune trial's own process (no Train worker group:
-    # 3 s of Ray overhead per trial instead of 20, RESULTS.md); always: a worker group.
+    # less Ray overhead per trial: benchmarks/RESULTS.md, "Faster trials"); always: a worker group.
     worker_group: Literal["auto", "always"] = "auto"
     # Seeds each trial trains in lockstep (train.seed, +1, ...): its reports carry each metric's
     # mean (what ASHA, Optuna and the store rank by) and `<metric>_std` (hrm.seeds.train_seeds).

@@ -87,7 +87,7 @@ def _sudoku_build(cfg: DataConfig, progress: Progress, workers: int) -> Built:
                                        progress=progress)
         definition = "the CSV's rating column"
     else:
-        # Hard 9x9 puzzles cost ~1.5 s each: spread them over the cores (output is identical
+        # Hard 9x9 puzzles take a local search each: spread them over the cores (output is identical
         # for any worker count); easy ones are not worth a pool.
         splits = sudoku.build(s.size, need_num_train(cfg), cfg.num_test, cfg.num_aug, s.difficulty, s.blanks,
                               cfg.seed, progress=progress, workers=1 if s.difficulty == "easy" else workers)
