@@ -108,7 +108,7 @@ class ArtifactStore:
 
     def _versions(self, experiment: str) -> list[pafs.FileInfo]:
         folder = f"{self._index}/{check_name('experiment', experiment)}"
-        infos = self._fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+        infos = self._list(folder)
         names = [i for i in infos if i.type == pafs.FileType.File and re.fullmatch(r"\d{10}\.parquet", i.base_name)]
         return sorted(names, key=lambda i: i.base_name)
 
@@ -126,8 +126,16 @@ class ArtifactStore:
                 return pq.read_table(pa.BufferReader(f.read()), use_threads=False)  # one request; no pool
         raise FileNotFoundError(f"{self.root}: the index of '{experiment}' vanished {_READ_TRIES} times while read")
 
+    def _list(self, folder: str) -> list[pafs.FileInfo]:
+        """A folder's entries; none while it does not exist (yet): pyarrow's allow_not_found does
+        not cover a folder the writer creates between its check and its listing."""
+        try:
+            return self._fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+        except FileNotFoundError:
+            return []
+
     def experiments(self) -> list[str]:
-        infos = self._fs.get_file_info(pafs.FileSelector(self._index, allow_not_found=True))
+        infos = self._list(self._index)
         dirs = [i.base_name for i in infos if i.type == pafs.FileType.Directory and _NAME_RE.match(i.base_name)]
         return sorted(e for e in dirs if self._versions(e))
 

@@ -452,6 +452,7 @@ def s3_env(s3):
     return s3.env
 
 
+@pytest.mark.slow
 def test_the_store_on_s3(s3_env, tmp_path, run):
     store = ArtifactStore("s3://hrm/exp-store/artifacts")
     ids = [put(store, run["ckpt"], "exp", f"t{i % 2}", i, i / 10) for i in range(1, 5)]

@@ -263,6 +263,7 @@ def _prepare(kind, made: dict[str, Path], folder: Path, tiny) -> dict[str, str]:
     return fill
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
 def test_bad_input(case, made, tmp_path, tiny):
     kind, argv, piece = CASES[case]

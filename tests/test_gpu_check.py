@@ -21,6 +21,7 @@ TINY = ["model.hidden_size=32", "model.num_heads=4", "model.H_layers=1", "model.
         "data.sudoku.blanks=4"]
 
 
+@pytest.mark.slow
 def test_compile_of_the_segment_matches_eager_on_cpu_without_graph_breaks():
     row = check_compile(load_config("quickstart", TINY), 4, torch.device("cpu"), torch.float32)
     assert row["graph_breaks"] == 0 and row["graphs"] == 1, row
@@ -34,6 +35,7 @@ def test_bf16_autocast_matches_fp32_on_cpu():
     assert row["ok"], row
 
 
+@pytest.mark.slow
 def test_the_gpu_check_script_runs_end_to_end_on_cpu(tmp_path):
     done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--device", "cpu", "--quick",
                            "--out", str(tmp_path)], capture_output=True, text=True, timeout=900,

@@ -25,6 +25,7 @@ def bkt(s3):
     return s3.env
 
 
+@pytest.mark.slow
 def test_good_storage_passes_and_leaves_nothing(bkt, tmp_path):
     check_storage("s3://bkt/hrm")
     check_storage(str(tmp_path / "not" / "yet"))
@@ -32,6 +33,7 @@ def test_good_storage_passes_and_leaves_nothing(bkt, tmp_path):
     assert not (tmp_path / "not").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case, env, uri, says", [
     ("missing bucket", {}, "s3://nobucket/hrm", "bucket 'nobucket' does not exist"),
     ("unreachable endpoint", {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, "s3://bkt/hrm", "network connection"),
@@ -62,6 +64,7 @@ def test_local_storage_that_cannot_be_written(tmp_path):
         check_storage(str(tmp_path / "file" / "sub"))
 
 
+@pytest.mark.slow
 def test_mirror_pushes_what_changed_and_pulls_what_is_missing(bkt, tmp_path):
     run = tmp_path / "node1"
     (run / "hrm" / "checkpoints" / "step_1").mkdir(parents=True)
@@ -82,6 +85,7 @@ def test_mirror_pushes_what_changed_and_pulls_what_is_missing(bkt, tmp_path):
     assert (tmp_path / "node2" / "events.out.tfevents.1").read_bytes() == b"e1"
 
 
+@pytest.mark.slow
 def test_optuna_study_journaled_on_object_storage(bkt, tmp_path):
     optuna = pytest.importorskip("optuna")
     from optuna.storages import JournalStorage
@@ -110,6 +114,7 @@ def test_optuna_study_journaled_on_object_storage(bkt, tmp_path):
     assert len(local.trials) == 6
 
 
+@pytest.mark.slow
 def test_a_dataset_is_built_once_and_fetched_by_other_nodes(bkt, tmp_path, monkeypatch):
     """Two nodes (two data roots) sharing s3://bkt/datasets: the first builds and publishes,
     the second downloads the same bytes without building."""

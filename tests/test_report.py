@@ -324,6 +324,7 @@ def test_continuous_and_many_valued_params_are_binned_not_compared(tmp_path):
     assert "the seeds' spread was not measured" in (tmp_path / "tpe" / "report" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_report_on_object_storage_reads_and_writes_the_bucket(grid_report, s3):
     """The fixture search copied to an S3-compatible server (moto): the report reads it from
     the bucket, writes report.md/report.json/figures back under the experiment, and gives the

@@ -208,6 +208,7 @@ def test_grade_thresholds_on_a_summary():
     assert any("Sudoku-Extreme grade" in line for line in R.describe("train", hard))
 
 
+@pytest.mark.slow
 def test_hard_generator_reaches_extreme_grade_on_a_small_set():
     ratings = []
     for seed in range(8):
@@ -384,6 +385,7 @@ def test_build_gives_up_when_test_cannot_be_disjoint():
         S.build(4, 200, 5, 0, "easy", 2, seed=0)
 
 
+@pytest.mark.slow
 def test_build_hard_small():
     out = S.build(9, 2, 1, 1, "hard", None, seed=3)
     check_split(out["train"], 9, 4, 1)
