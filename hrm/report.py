@@ -23,7 +23,8 @@ import numpy as np
 import pyarrow.fs as pafs
 
 from hrm.config import ConfigError
-from hrm.storage import ObjectJournal, is_uri, open_uri, upload_dir
+from hrm.search.study import journal_uri, load as load_study
+from hrm.storage import is_uri, open_uri, upload_dir
 from hrm.report_figures import BINOMIAL, render, setting_label as label
 
 DRAWS = 10_000
@@ -272,10 +273,10 @@ def importance(exp: Experiment) -> dict[str, Any]:
     import optuna  # here, not at the top: hrm's training path must not import Optuna
 
     out: dict[str, Any] = {"evaluator": None, "values": None}
-    uri = f"{exp.root.rstrip('/')}/{exp.name}/optuna-journal"
+    uri = journal_uri(exp.root, exp.name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.load_study(study_name=exp.name, storage=optuna.storages.JournalStorage(ObjectJournal(uri)))
+        study = load_study(uri, exp.name)
     except Exception as exc:  # a missing or foreign journal: Optuna raises KeyError, ValueError, OSError...
         return {**out, "note": f"no Optuna study '{exp.name}' at {uri} ({type(exc).__name__})"}
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

@@ -10,7 +10,6 @@ but the error.
   TensorBoard and metrics.jsonl grow by appends, so a run writes them on its own node and
   the mirror uploads what changed; a run resumed on another node pulls them back first.
 - `upload_dir` / `download_dir`: whole folders (the shared dataset cache).
-- `ObjectJournal`: an Optuna journal on such storage.
 
 pyarrow does the transfers; this module only decides which files move.
 """
@@ -214,48 +213,25 @@ def upload_dir(local: str | os.PathLike, remote: str) -> None:
         _put(str(Path(local, rel)), fs, f"{base.rstrip('/')}/{rel}")
 
 
+def upload_file(local: str | os.PathLike, remote: str) -> None:
+    """One local file to a path or URI, whole (a reader never sees half of it)."""
+    fs, dest = open_uri(remote)
+    _put(str(local), fs, dest)
+
+
+def download_file(remote: str, local: str | os.PathLike) -> None:
+    fs, path = open_uri(remote)
+    with atomic_path(local) as tmp:
+        pafs.copy_files(path, str(tmp), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+
+
+def list_files(folder: str) -> list[str]:
+    """The files under a folder (path or URI), relative to it; none when it does not exist."""
+    fs, base = open_uri(folder)
+    return sorted(_files(fs, base.rstrip("/")))
+
+
 def download_dir(remote: str, local: str | os.PathLike) -> None:
     fs, base = open_uri(remote)
     Path(local).mkdir(parents=True, exist_ok=True)
     pafs.copy_files(base, str(local), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
-
-
-class ObjectJournal:
-    """An Optuna journal backend on any storage (`JournalStorage(ObjectJournal(uri))`).
-    Object stores cannot append, so each append is one new object `<uri>/<n:08d>.jsonl`
-    holding JournalFileBackend's lines: `cat <uri>/*.jsonl > study.log` is a journal
-    file Optuna opens as it is. One writer only (the search driver, which holds the
-    study): the segments are read once, after that the logs are kept in memory.
-    Duck-typed, since hrm/ does not import Optuna (JournalStorage takes any object with
-    these two methods)."""
-
-    def __init__(self, uri: str):
-        self.uri = uri.rstrip("/")
-        self._logs: list[dict[str, Any]] | None = None
-
-    def __getstate__(self) -> dict[str, Any]:  # pickled in Tune's searcher state: re-read on restore
-        return {"uri": self.uri}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["uri"])
-
-    def _load(self) -> list[dict[str, Any]]:
-        if self._logs is None:
-            fs, base = open_uri(self.uri)
-            logs: list[dict[str, Any]] = []
-            names = sorted(r for r in _files(fs, base) if r.endswith(".jsonl") and "/" not in r)
-            for rel in names:
-                with fs.open_input_stream(f"{base}/{rel}") as f:
-                    logs += [json.loads(line) for line in f.read().decode().splitlines() if line]
-            self._logs, self._segments = logs, len(names)
-        return self._logs
-
-    def read_logs(self, log_number_from: int) -> list[dict[str, Any]]:
-        return self._load()[log_number_from:]
-
-    def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        known = self._load()
-        lines = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
-        write_bytes(f"{self.uri}/{self._segments:08d}.jsonl", lines.encode())
-        self._segments += 1
-        known.extend(logs)

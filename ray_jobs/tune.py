@@ -19,7 +19,7 @@ import time
 from hrm.config import ConfigError
 from hrm.jobs import (exit_now, make_private, report_search, scale_kept, scaling_of, search_args, search_summary,
                       write_space)
-from hrm.storage import ObjectJournal
+from hrm.search.study import StudyJournal, journal_uri
 from hrm.search import SearchSpace, define_by_run
 
 
@@ -38,7 +38,7 @@ def build_tuner(space: SearchSpace, name: str, storage: str, resume: bool, extra
     trainable = tune.with_resources(trainable, space.budget.trial_resources())
     if resume:
         return tune.Tuner.restore(f"{storage}/{name}", trainable=trainable, resume_errored=True)
-    journal = JournalStorage(ObjectJournal(f"{storage}/{name}/optuna-journal"))  # segments: `cat` them to open
+    journal = JournalStorage(StudyJournal(journal_uri(storage, name)))  # <storage>/<name>/optuna.journal
     searcher = Search(space=functools.partial(define_by_run, space), metric=space.metric, mode=space.mode,
                       sampler=optuna.samplers.GridSampler(space.grid(), seed=space.seed) if space.sampler == "grid"
                       else optuna.samplers.TPESampler(seed=space.seed), study_name=name, storage=journal,

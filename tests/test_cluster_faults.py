@@ -114,7 +114,7 @@ def test_search_on_s3_killed_driver_resumes_from_the_bucket(bkt, tmp_path):
     files = _files("s3://bkt/hrm")
     # The experiment (Ray's state, the Optuna journal), checkpoints, the index, datasets.
     assert "s3/tuner.pkl" in files and any(f.startswith("s3/experiment_state") for f in files)
-    assert any(f.startswith("s3/optuna-journal/") and f.endswith(".jsonl") for f in files)
+    assert "s3/optuna.journal" in files
     # Tune's checkpoints of trials that train in their own process, s3/<trial>/checkpoint_*/
     assert any(f.startswith("s3/train_in_trial_") and f.endswith("/checkpoint.pt") for f in files), sorted(files)[:40]
     assert any(f.startswith("datasets/") and f.endswith("/published.json") for f in files)
@@ -127,10 +127,12 @@ def test_search_on_s3_killed_driver_resumes_from_the_bucket(bkt, tmp_path):
         assert any(t.startswith("predictions/") for t in tags)
         assert "_hparams_/session_start_info" in tags
     import optuna
+    from optuna.storages.journal import JournalFileBackend
 
-    from hrm.storage import ObjectJournal
+    from hrm.storage import download_file
 
-    journal = optuna.storages.JournalStorage(ObjectJournal("s3://bkt/hrm/s3/optuna-journal"))
+    download_file("s3://bkt/hrm/s3/optuna.journal", tmp_path / "optuna.journal")  # a plain copy opens as it is
+    journal = optuna.storages.JournalStorage(JournalFileBackend(str(tmp_path / "optuna.journal")))
     study = optuna.load_study(study_name="s3", storage=journal)
     assert len(study.trials) >= 3
 

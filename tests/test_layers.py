@@ -23,7 +23,7 @@ LAYERS = [
     ("tasks", ["hrm.tasks.base", "hrm.tasks.sudoku", "hrm.tasks.maze", "hrm.tasks.arc", "hrm.tasks", "hrm.dataset"]),
     ("runtime", ["hrm.runtime", "hrm.compute", "hrm.optim", "hrm.checkpoint", "hrm.runlog"]),
     ("training and evaluation", ["hrm.evaluate", "hrm.inference", "hrm.train_state", "hrm.train", "hrm.seeds"]),
-    ("search and store", ["hrm.search.space", "hrm.search.spacefile", "hrm.search.trials", "hrm.search",
+    ("search and store", ["hrm.search.space", "hrm.search.spacefile", "hrm.search.trials", "hrm.search.study", "hrm.search",
                           "hrm.artifact_rows", "hrm.artifacts", "hrm.report_figures", "hrm.report"]),
     ("entry points", ["hrm.cli_artifacts", "hrm.cli_data", "hrm.cli_eval", "hrm.cli", "hrm.jobs"]),
 ]

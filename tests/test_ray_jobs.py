@@ -50,7 +50,6 @@ def test_smoke_search_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
     from hrm.dataset import ensure_dataset
     from hrm.data.loader import Split
     from hrm.evaluate import run_eval
-    from hrm.storage import ObjectJournal
     from hrm.search import load_space
     from ray_jobs import tune
 
@@ -124,7 +123,9 @@ def test_smoke_search_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
     assert all((exp / "report" / path).exists() for path in report["figures"].values())
 
     # The Optuna study tells ASHA's cuts (PRUNED) from trials that ran to the end.
-    journal = optuna.storages.JournalStorage(ObjectJournal(str(exp / "optuna-journal")))
+    from optuna.storages.journal import JournalFileBackend  # Optuna's own backend, on the file as it is
+
+    journal = optuna.storages.JournalStorage(JournalFileBackend(str(exp / "optuna.journal")))
     states = [t.state for t in optuna.load_study(study_name="smoke", storage=journal).trials]
     assert states.count(optuna.trial.TrialState.PRUNED) == summary["stopped_early"]
     assert states.count(optuna.trial.TrialState.COMPLETE) == summary["trials"] - summary["stopped_early"]

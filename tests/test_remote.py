@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hrm.config import ConfigError
-from hrm.storage import RUN_FILES, Mirror, ObjectJournal, check_storage, exists, write_bytes
+from hrm.storage import RUN_FILES, Mirror, check_storage, exists, write_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,32 +86,36 @@ def test_mirror_pushes_what_changed_and_pulls_what_is_missing(bkt, tmp_path):
 
 
 @pytest.mark.slow
-def test_optuna_study_journaled_on_object_storage(bkt, tmp_path):
+def test_the_study_is_one_journal_file_on_object_storage(bkt, tmp_path):
+    """The driver's journal: Optuna appends to a local file, uploaded after each append as one
+    object; a plain copy of it opens with Optuna's own file backend; a pickled journal (Tune's
+    searcher state after --resume) reads it back; a study of the earlier segment layout is
+    joined into the file once."""
     optuna = pytest.importorskip("optuna")
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
+    from hrm.search.study import StudyJournal
+    from hrm.storage import download_file, list_files
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name="s", storage=JournalStorage(ObjectJournal("s3://bkt/j/journal")))
+    uri = "s3://bkt/j/exp/optuna.journal"
+    study = optuna.create_study(study_name="s", storage=JournalStorage(StudyJournal(uri)))
     study.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=5)
-    # A new reader (another driver, or Tune's pickled searcher after --resume) sees them all.
-    again = pickle.loads(pickle.dumps(JournalStorage(ObjectJournal("s3://bkt/j/journal"))))
+    again = pickle.loads(pickle.dumps(JournalStorage(StudyJournal(uri))))
     reloaded = optuna.load_study(study_name="s", storage=again)
     assert [t.params for t in reloaded.trials] == [t.params for t in study.trials]
     reloaded.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=1)
-    third = JournalStorage(ObjectJournal("s3://bkt/j/journal"))
-    assert len(optuna.load_study(study_name="s", storage=third).trials) == 6
-    # Its segments, concatenated, are a journal file Optuna opens as it is.
-    import pyarrow.fs as pafs
+    assert list_files("s3://bkt/j/exp") == ["optuna.journal"]  # one object, nothing beside it
+    download_file(uri, tmp_path / "copy.journal")  # what `aws s3 cp` would give a user
+    copy = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(tmp_path / "copy.journal"))))
+    assert len(copy.trials) == 6 and copy.best_value == min(t.value for t in reloaded.trials)
 
-    fs, base = pafs.FileSystem.from_uri("s3://bkt/j/journal")
-    names = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(base)))
-    with open(tmp_path / "study.log", "wb") as out:
-        for name in names:
-            with fs.open_input_stream(name) as f:
-                out.write(f.read())
-    local = optuna.load_study(study_name="s", storage=JournalStorage(JournalFileBackend(str(tmp_path / "study.log"))))
-    assert len(local.trials) == 6
+    lines = (tmp_path / "copy.journal").read_bytes().splitlines(keepends=True)
+    for i, part in enumerate((lines[:3], lines[3:])):  # the earlier layout: numbered segments
+        write_bytes(f"s3://bkt/old/exp/optuna-journal/{i:08d}.jsonl", b"".join(part))
+    joined = optuna.load_study(study_name="s", storage=JournalStorage(StudyJournal("s3://bkt/old/exp/optuna.journal")))
+    assert len(joined.trials) == 6
 
 
 @pytest.mark.slow

@@ -81,14 +81,14 @@ def write_search(root: Path, name: str, settings: list[dict], truth, *, params: 
 def _study(root: Path, name: str, params: list[dict], mode: str, finals: list) -> None:
     import optuna
 
-    from hrm.storage import ObjectJournal
+    from optuna.storages.journal import JournalFileBackend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dists = {p["name"]: optuna.distributions.CategoricalDistribution(p["values"]) if p["kind"] == "categorical"
              else optuna.distributions.IntDistribution(p["low"], p["high"]) if p["kind"] == "int"
              else optuna.distributions.FloatDistribution(p["low"], p["high"], log=p["kind"] == "logfloat")
              for p in params}
-    storage = optuna.storages.JournalStorage(ObjectJournal(f"{root}/{name}/optuna-journal"))
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(root / name / "optuna.journal")))
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize" if mode == "max" else "minimize")
     states = {"completed": optuna.trial.TrialState.COMPLETE, "stopped": optuna.trial.TrialState.PRUNED,
               "error": optuna.trial.TrialState.FAIL}
