@@ -51,7 +51,7 @@ PUZZLES = 200  # pass@2 is measured on 200 held-out puzzles: binomial noise, SE 
 # Share of settings that barely learn: 3 of the default search's first 5 trials end at
 # 0.015-0.055 (Mmax 4), 13 of its 20 below 0.45 ("Early stopping" tables).
 WEAK_SHARE = 0.35
-WEAK_RANGE = (0.005, 0.15)  # the weak trials end at 0.015-0.11 ("Sharper early stopping")
+WEAK_RANGE = (0.005, 0.15)  # the weak trials end at 0.015-0.11 (RESULTS.md, "Early stopping on the search at fixed steps")
 GOOD_RANGE = (0.22, 0.88)  # setting means of the ablation grids spread over 0.22-0.88
 # Curve: pass@2(t) = final x S((t - onset)/WIDTH) / S((1 - onset)/WIDTH), S the logistic. The
 # default search's curves, as a share of their final value, are 0 through t = 1/3, 0.01-0.08

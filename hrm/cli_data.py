@@ -33,7 +33,7 @@ def add_parser(sub) -> None:
     g = p.add_argument_group("sudoku")
     g.add_argument("--size", type=int, choices=[4, 6, 9], default=9)
     g.add_argument("--difficulty", choices=["easy", "minimal", "hard"], default="hard",
-                   help="hard: Sudoku-Extreme grade on the guess rating (see README); the build prints the ratings")
+                   help="hard: Sudoku-Extreme grade on the guess rating (docs/data.md); the build prints the ratings")
     g.add_argument("--blanks", type=int_at_least(1), help="cells to blank for --difficulty easy")
     g.add_argument("--from-csv", nargs="+", metavar="CSV", help="published format: TRAIN_CSV TEST_CSV")
     g = p.add_argument_group("maze")
