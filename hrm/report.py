@@ -146,7 +146,8 @@ def _seed_finals(fs: pafs.FileSystem, folder: str, evals: list[dict], metric: st
 
 def _trial(fs: pafs.FileSystem, folder: str, space: dict[str, Any]) -> Trial:
     metric, sched = space["metric"], space["scheduler"]
-    params = json.loads(_text(fs, f"{folder}/params.json") or "{}")
+    full = {p.get("short", p["name"]): p["name"] for p in space["params"]}  # trials sample by short name
+    params = {full.get(k, k): v for k, v in json.loads(_text(fs, f"{folder}/params.json") or "{}").items()}
     result = _rows(_text(fs, f"{folder}/result.json"))
     name = folder.rsplit("/", 1)[-1]
     trial_id = next((str(r["trial_id"]) for r in result if "trial_id" in r), name)
@@ -287,7 +288,8 @@ def importance(exp: Experiment) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # small-sample and experimental warnings: the note says how many trials
         values = optuna.importance.get_param_importances(study, evaluator=evaluator)
-    return {**out, "values": {k: float(v) for k, v in values.items()},
+    full = {p.get("short", p["name"]): p["name"] for p in exp.space["params"]}  # the study holds short names
+    return {**out, "values": {full.get(k, k): float(v) for k, v in values.items()},
             "note": f"{out['evaluator']} over {len(done)} complete trials"}
 
 

@@ -122,6 +122,17 @@ def test_smoke_search_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
     assert report["summary"]["by_status"]["stopped"] == summary["stopped_early"]
     assert all((exp / "report" / path).exists() for path in report["figures"].values())
 
+    # Ray's own result API shows each trial's hyperparameters by short name and its pass@2.
+    from ray import tune as ray_tune
+
+    from ray_jobs.common import train_in_trial  # the trainable the search ran, as Tuner.restore wants it
+
+    frames = [ray_tune.ExperimentAnalysis(str(exp)).dataframe(),
+              ray_tune.Tuner.restore(str(exp), trainable=train_in_trial).get_results().get_dataframe()]
+    for frame in frames:
+        assert {"config/H_cycles", "config/lr", "pass@2", "pass@2_se", "flops"} <= set(frame.columns)
+        assert len(frame) == summary["trials"]
+
     # The Optuna study tells ASHA's cuts (PRUNED) from trials that ran to the end.
     from optuna.storages.journal import JournalFileBackend  # Optuna's own backend, on the file as it is
 
@@ -154,7 +165,7 @@ def test_a_mixed_family_search_with_seeds_runs_end_to_end(local_ray, tmp_path, c
     assert summary["errors"] == 0 and summary["trials"] == 4
     results = [json.loads(line) for d in (storage / "fam").iterdir() if (d / "result.json").exists()
                for line in (d / "result.json").read_text().splitlines()]
-    assert {r["config"]["model.arch"] for r in results} == {"hrm", "trm", "transformer"}
+    assert {r["config"]["arch"] for r in results} == {"hrm", "trm", "transformer"}
     assert all(r["seeds"] == 2 and "pass@2_std" in r and "rung_score" in r for r in results)
     header = next(line for line in out.splitlines() if line.startswith("trial "))
     assert header.split()[2:4] == ["arch", "H_cycles"] and "pass@2_std" in header

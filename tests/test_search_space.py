@@ -287,38 +287,39 @@ def test_define_by_run_respects_types_bounds_log_choices(space):
     for i in range(24):
         trial = study.ask()
         define_by_run(space, trial)
-        p, dist = trial.params, trial.distributions
-        assert type(p["model.H_cycles"]) is int and 1 <= p["model.H_cycles"] <= 3
-        assert type(p["model.L_cycles"]) is int and 1 <= p["model.L_cycles"] <= 3  # model.arch is hrm
-        assert p["train.global_batch_size"] in (32, 48, 64)
-        assert p["model.halt_max_steps"] in (2, 4, 8)
-        assert 0.0 <= p["model.halt_exploration_prob"] <= 0.3
-        assert abs(p["model.halt_exploration_prob"] / 0.05 - round(p["model.halt_exploration_prob"] / 0.05)) < 1e-6
-        assert 3e-4 <= p["optim.lr"] <= 3e-3 and dist["optim.lr"].log
-        assert not dist["model.halt_exploration_prob"].log
-        assert p["optim.betas"] in ("[0.9, 0.95]", "[0.9, 0.999]")
-        if p["model.halt_max_steps"] == 8:
-            assert p["model.eval_halt_max_steps"] in (None, 16)
+        p, dist = trial.params, trial.distributions  # by short name, as Ray's result dataframes show them
+        assert type(p["H_cycles"]) is int and 1 <= p["H_cycles"] <= 3
+        assert type(p["L_cycles"]) is int and 1 <= p["L_cycles"] <= 3  # model.arch is hrm
+        assert p["global_batch_size"] in (32, 48, 64)
+        assert p["halt_max_steps"] in (2, 4, 8)
+        assert 0.0 <= p["halt_exploration_prob"] <= 0.3
+        assert abs(p["halt_exploration_prob"] / 0.05 - round(p["halt_exploration_prob"] / 0.05)) < 1e-6
+        assert 3e-4 <= p["lr"] <= 3e-3 and dist["lr"].log
+        assert not dist["halt_exploration_prob"].log
+        assert p["betas"] in ("[0.9, 0.95]", "[0.9, 0.999]")
+        if p["halt_max_steps"] == 8:
+            assert p["eval_halt_max_steps"] in (None, 16)
             seen["model.eval_halt_max_steps"] += 1
         else:
-            assert "model.eval_halt_max_steps" not in p
+            assert "eval_halt_max_steps" not in p
             seen["no eval_halt"] += 1
-        study.tell(trial, p["optim.lr"] * 100)
+        study.tell(trial, p["lr"] * 100)
     assert all(seen.values()), seen  # both branches of the condition happened
 
 
 def test_define_by_run_with_fixed_trial_follows_conditions(space):
-    base = {"model.H_cycles": 2, "model.L_cycles": 1, "model.halt_exploration_prob": 0.1, "optim.lr": 1e-3,
-            "optim.betas": "[0.9, 0.999]", "train.global_batch_size": 48}
-    off = optuna.trial.FixedTrial({**base, "model.halt_max_steps": 4})
+    base = {"H_cycles": 2, "L_cycles": 1, "halt_exploration_prob": 0.1, "lr": 1e-3, "betas": "[0.9, 0.999]",
+            "global_batch_size": 48}  # short names: what define_by_run suggests
+    off = optuna.trial.FixedTrial({**base, "halt_max_steps": 4})
     define_by_run(space, off)
-    assert "model.eval_halt_max_steps" not in off.params
-    on = optuna.trial.FixedTrial({**base, "model.halt_max_steps": 8, "model.eval_halt_max_steps": 16})
+    assert "eval_halt_max_steps" not in off.params
+    on = optuna.trial.FixedTrial({**base, "halt_max_steps": 8, "eval_halt_max_steps": 16})
     define_by_run(space, on)
-    assert on.params["model.eval_halt_max_steps"] == 16
+    assert on.params["eval_halt_max_steps"] == 16
     cfg = trial_config(space, on.params)
     assert (cfg.model.halt_max_steps, cfg.model.eval_halt_max_steps) == (8, 16)
     assert cfg.optim.betas == (0.9, 0.999) and cfg.train.global_batch_size == 48 and cfg.model.L_cycles == 1
+    assert trial_config(space, {f"model.{k}" if "cycles" in k else k: v for k, v in on.params.items()}) == cfg
 
 
 def test_define_by_run_pickles_with_the_space(space):
@@ -326,7 +327,7 @@ def test_define_by_run_pickles_with_the_space(space):
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
     trial = study.ask()
     assert fn(trial) is None
-    assert set(trial.params) >= {"model.H_cycles", "optim.lr"}
+    assert set(trial.params) >= {"H_cycles", "lr"}
     assert trial_config(fn.args[0], trial.params) == trial_config(space, trial.params)
 
 

@@ -309,8 +309,9 @@ class SearchSpace:
                                  f"sampler grid, got {self.budget.num_samples}")
 
     def grid(self) -> dict[str, list]:
-        """Each param's values as the sampler sees them (categorical labels, ints by step)."""
-        return {p.name: list(p.labels) if p.kind == "categorical" else list(range(p.low, p.high + 1, p.step or 1))
+        """Each param's values as the sampler sees them (by short name: categorical labels, ints by step)."""
+        short = short_names(self)
+        return {short[p.name]: list(p.labels) if p.kind == "categorical" else list(range(p.low, p.high + 1, p.step or 1))
                 for p in self.params}
 
     @property

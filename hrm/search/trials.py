@@ -38,18 +38,21 @@ def _holds(space: SearchSpace, p: Param, values: dict[str, Any]) -> bool:
 
 
 def define_by_run(space: SearchSpace, trial: Any) -> None:
-    """Sample `space` on an Optuna-like trial, params in order, skipping those whose `when` fails."""
+    """Sample `space` on an Optuna-like trial, params in order, skipping those whose `when` fails.
+    Each param is suggested under its short name (`short_names`): the study, Tune's trial
+    configs and Ray's result dataframes show `H_cycles`, not `model.H_cycles`."""
     values: dict[str, Any] = {}
+    short = short_names(space)
     for p in space.params:
         if not _holds(space, p, values):
             continue
+        name = short[p.name]
         if p.kind == "int":
-            values[p.name] = trial.suggest_int(p.name, p.low, p.high, step=p.step or 1)
+            values[p.name] = trial.suggest_int(name, p.low, p.high, step=p.step or 1)
         elif p.kind == "categorical":
-            label = trial.suggest_categorical(p.name, list(p.labels))
-            values[p.name] = _choice(space, p, label)
+            values[p.name] = _choice(space, p, trial.suggest_categorical(name, list(p.labels)))
         else:
-            values[p.name] = trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
+            values[p.name] = trial.suggest_float(name, p.low, p.high, step=p.step, log=p.log)
     return None
 
 
@@ -80,6 +83,8 @@ def _values(space: SearchSpace, sampled: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(sampled, Mapping):
         raise SpaceError(f"{space.source}: sampled values must be a mapping of param names, got {sampled!r}")
     by_name = {p.name: p for p in space.params}
+    full = {short: name for name, short in short_names(space).items()}
+    sampled = {full.get(key, key): value for key, value in sampled.items()}  # short names (define_by_run's) or full
     for key in sampled:
         if key not in by_name:
             raise SpaceError(
@@ -133,6 +138,6 @@ def trial_table(space: SearchSpace, trials: list[tuple[str, str, Mapping, Mappin
     rows = []
     for trial_id, status, config, result in trials:
         stopped = status == "TERMINATED" and space.scheduler.stopped_early(result)
-        rows.append([trial_id, "STOPPED" if stopped else status, *(config.get(p) for p in short),
+        rows.append([trial_id, "STOPPED" if stopped else status, *(config.get(n, config.get(p)) for p, n in short.items()),
                      *(result.get(m) for m in metrics)])
     return format_table(["trial", "status", *short.values(), *metrics], rows)
