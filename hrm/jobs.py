@@ -18,6 +18,7 @@ from hrm.artifacts import ArtifactStore, check_name
 from hrm.cli import Parser, exit_now, make_parser  # noqa: F401 (exit_now: the jobs end through it)
 from hrm.cli_artifacts import DEFAULT_ROOT
 from hrm.config import Config, ConfigError, anchor_paths, int_at_least, load_config, to_dict
+from hrm.runlog import check_wandb
 from hrm.storage import check_storage, exists, is_uri, write_bytes
 from hrm.search import Budget, SearchSpace, describe, hparams, with_rung_score
 from hrm.search import load_space
@@ -53,6 +54,7 @@ def search_args(argv: list[str] | None, doc: str | None = None) -> tuple[argpars
         name = check_name("--name", args.name or space.name)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    check_wandb(space.base_config.train.wandb)
     if space.budget.trainable_cpus <= 0:  # Tune refuses a trial that asks for no resources
         raise ConfigError(f"{space.source}: budget.trainable_cpus must be > 0 in a search (e.g. 0.1), "
                           f"got {space.budget.trainable_cpus:g}")
@@ -73,6 +75,11 @@ def worker_config(cfg: Config, run_dir: str, storage: str, hparams: dict | None 
     On object storage every node shares the datasets under <storage>/datasets."""
     if is_uri(storage) and cfg.data.share is None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, share=f"{storage}/datasets"))
+    if cfg.train.wandb is not None:  # one W&B run per trial, grouped by the experiment
+        experiment, trial = run_dir.rstrip("/").rsplit("/", 2)[-2:]
+        wandb = dataclasses.replace(cfg.train.wandb, group=cfg.train.wandb.group or experiment,
+                                    name=cfg.train.wandb.name or trial)
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, wandb=wandb))
     return {"cfg": to_dict(cfg), "mirror": run_dir, "hparams": hparams, "rung": rung, "seeds": seeds}
 
 

@@ -1,6 +1,7 @@
 """What a training run tells, in one place: lines on stdout (or the caller's `log`),
-full-precision metrics.jsonl, TensorBoard (scalars, prediction pictures, HParams) and,
-when the run's folder lives on node-local scratch, its mirror in the storage.
+full-precision metrics.jsonl, TensorBoard (scalars, prediction pictures, HParams), optionally
+Weights & Biases (the same scalars and pictures, and the resolved config), and, when the
+run's folder lives on node-local scratch, its mirror in the storage.
 
 `RunLog` is a context manager: its files are closed, and the mirror gets its last push,
 when the run ends, by an error too. Only rank 0 of a data-parallel run writes; the
@@ -9,15 +10,34 @@ other ranks get a RunLog that says and writes nothing.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from hrm.config import ConfigError, WandbConfig
 from hrm.storage import Mirror, write_atomic
 
 MIRROR_S = 30.0  # a mirrored run pushes its logs at least this often (and after every evaluation)
 EVAL_SCALARS = ("pass@1", "pass@2", "exact_accuracy", "token_accuracy")  # HParams' metrics
+
+
+def check_wandb(cfg: WandbConfig | None) -> None:
+    """One line before any work when train.wandb is set and its optional extra is missing."""
+    if cfg is not None and importlib.util.find_spec("wandb") is None:
+        raise ConfigError("train.wandb is set but wandb is not installed: pip install -e '.[wandb]' (or set "
+                          "train.wandb: null)")
+
+
+def _wandb_run(cfg: WandbConfig, out: Path, config: dict[str, Any]) -> Any:
+    """A W&B run for this run folder. Its console capture is off: our lines already reach the
+    user (and Ray's log capture), and W&B's own banner lines are silenced."""
+    import wandb  # an optional extra: imported only when train.wandb is set
+
+    settings = wandb.Settings(console="off", silent=True, disable_git=True, save_code=False)
+    return wandb.init(project=cfg.project, entity=cfg.entity, group=cfg.group, name=cfg.name, mode=cfg.mode,
+                      dir=str(out), config=config, settings=settings, reinit="create_new")
 
 
 def print_flushed(msg: str) -> None:
@@ -39,13 +59,20 @@ class RunLog:
 
     def __init__(self, out: str | Path, *, main: bool, step: int, log: Callable[[str], None] | None = None,
                  tensorboard: bool = True, tensorboard_dir: str | Path | None = None,
-                 hparams: dict[str, Any] | None = None, mirror: Mirror | None = None):
+                 hparams: dict[str, Any] | None = None, mirror: Mirror | None = None,
+                 wandb: WandbConfig | None = None, config: dict[str, Any] | None = None):
         self.out, self.main, self.step = Path(out), main, step
         self.log = (log or print_flushed) if main else (lambda _msg: None)
         self.tensorboard = tensorboard and main
         self.tensorboard_dir = Path(tensorboard_dir) if tensorboard_dir else self.out / "tensorboard"
         self.hparams, self.mirror = hparams, mirror if main else None
-        self.history = self.writer = None
+        self.wandb_cfg, self.config = (wandb if main else None), config
+        self.history = self.writer = self.wandb = None
+
+    @property
+    def pictures(self) -> bool:
+        """Whether prediction pictures have somewhere to go."""
+        return self.writer is not None or self.wandb is not None
 
     def __enter__(self) -> "RunLog":
         if not self.main:
@@ -65,6 +92,8 @@ class RunLog:
             self.writer = SummaryWriter(str(self.tensorboard_dir), purge_step=self.step if self.step or pulled else None)
             if self.hparams:
                 self._write_hparams(self.hparams)
+        if self.wandb_cfg is not None:
+            self.wandb = _wandb_run(self.wandb_cfg, self.out, {**(self.config or {}), "hparams": self.hparams or {}})
         self.sync()
         return self
 
@@ -72,6 +101,8 @@ class RunLog:
         for f in (self.writer, self.history):
             if f is not None:
                 f.close()
+        if self.wandb is not None:
+            self.wandb.finish(exit_code=1 if exc and exc[0] is not None else 0)
         if self.mirror is not None:
             self.mirror.push()
 
@@ -87,6 +118,8 @@ class RunLog:
             for k, v in metrics.items():
                 self.writer.add_scalar(prefix + k, v, step)
             self._against_compute(metrics)
+        if self.wandb is not None:
+            self.wandb.log({prefix + k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
 
     def _against_compute(self, metrics: dict[str, float]) -> None:
         """An evaluation's scalars again with compute as their x axis (TensorBoard's axis is an
@@ -99,8 +132,13 @@ class RunLog:
             self.writer.add_scalar(f"eval_by_mflop/{key}", metrics[key], int(metrics["flops"] // 1_000_000))
 
     def images(self, step: int, pictures: list[Any]) -> None:
-        for i, image in enumerate(pictures):
-            self.writer.add_image(f"predictions/{i}", image, step, dataformats="HWC")
+        if self.writer is not None:
+            for i, image in enumerate(pictures):
+                self.writer.add_image(f"predictions/{i}", image, step, dataformats="HWC")
+        if self.wandb is not None:
+            import wandb  # the optional extra, present: `check_wandb` said so before the run
+
+            self.wandb.log({"predictions": [wandb.Image(image) for image in pictures]}, step=step)
 
     def sync(self, every_s: float = 0.0) -> None:
         """Flush TensorBoard and push the mirror (at most every `every_s` seconds)."""

@@ -19,8 +19,8 @@ from typing import Any, Callable
 import torch
 
 from hrm.checkpoint import read_manifest, write_seeds_checkpoint
-from hrm.config import Config, ConfigError, save_config
-from hrm.runlog import RunLog, print_flushed
+from hrm.config import Config, ConfigError, save_config, to_dict
+from hrm.runlog import RunLog, check_wandb, print_flushed
 from hrm.runtime import resolve_runtime
 from hrm.storage import Mirror
 from hrm.train import Report, Run, announce, load_splits, train, train_round
@@ -40,6 +40,7 @@ def train_seeds(cfg: Config, seeds: int = 1, *, out_dir: str | Path | None = Non
                      tensorboard_dir=tensorboard_dir, hparams=hparams, mirror=mirror)
     rt, out, t = resolve_runtime(cfg), Path(out_dir or cfg.train.out_dir), cfg.train
     say = (log or print_flushed) if rt.is_main else (lambda _msg: None)
+    check_wandb(t.wandb)
     resume_from = resume_point(cfg, out, resume, resume_from, say)
     train_split, test_split = load_splits(cfg, rt, say)
     states = [_member(replace(cfg, train=replace(t, seed=t.seed + i)), rt, train_split, resume_from, say)
@@ -50,7 +51,8 @@ def train_seeds(cfg: Config, seeds: int = 1, *, out_dir: str | Path | None = Non
     tb = Path(tensorboard_dir) if tensorboard_dir else out / "tensorboard"
     with contextlib.ExitStack() as stack:
         main = stack.enter_context(RunLog(out, main=rt.is_main, step=states[0].step, log=log, tensorboard=t.tensorboard,
-                                          tensorboard_dir=tensorboard_dir, hparams=hparams, mirror=mirror))
+                                          tensorboard_dir=tensorboard_dir, hparams=hparams, mirror=mirror,
+                                          wandb=t.wandb, config=to_dict(cfg)))
         runs = [Run(st, test_split, stack.enter_context(_seed_log(st, out, tb, say)), out,
                     root=out / "checkpoints" / f"seed_{st.cfg.train.seed}") for st in states]
         main.say(announce(states[0], train_split, test_split, f", seeds {t.seed}..{t.seed + seeds - 1} in lockstep"))

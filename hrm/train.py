@@ -28,13 +28,13 @@ import torch.distributed as dist
 
 from hrm import tasks
 from hrm.compute import evaluates_at, spent
-from hrm.config import Config, save_config
+from hrm.config import Config, save_config, to_dict
 from hrm.data.loader import Split
 from hrm.dataset import ensure_dataset
 from hrm.evaluate import run_eval
 from hrm.model.losses import act_loss
 from hrm.optim import lr_at
-from hrm.runlog import MIRROR_S, RunLog, print_flushed
+from hrm.runlog import MIRROR_S, RunLog, check_wandb, print_flushed
 from hrm.runtime import Runtime, all_reduce_grads, autocast, resolve_runtime
 from hrm.storage import Mirror
 from hrm.train_state import TrainState, check_finite, init_state, resume_point, resume_state, save_checkpoint
@@ -58,6 +58,7 @@ def train(cfg: Config, *, out_dir: str | Path | None = None, resume: bool = Fals
     report lost with its node still arrives)."""
     rt, out = resolve_runtime(cfg), Path(out_dir or cfg.train.out_dir)
     say = (log or print_flushed) if rt.is_main else (lambda _msg: None)
+    check_wandb(cfg.train.wandb)
     resume_from = resume_point(cfg, out, resume, resume_from, say)  # the inputs first, then the work
     train_split, test_split = load_splits(cfg, rt, say)  # data
     state = init_state(cfg, rt, train_split)  # model, optimisers, sample stream, carry
@@ -65,7 +66,8 @@ def train(cfg: Config, *, out_dir: str | Path | None = None, resume: bool = Fals
     if rt.is_main:
         save_config(cfg, out / "config.yaml")
     with RunLog(out, main=rt.is_main, step=state.step, log=log, tensorboard=cfg.train.tensorboard,
-                tensorboard_dir=tensorboard_dir, hparams=hparams, mirror=mirror) as runlog:
+                tensorboard_dir=tensorboard_dir, hparams=hparams, mirror=mirror, wandb=cfg.train.wandb,
+                config=to_dict(cfg)) as runlog:
         run = Run(state, test_split, runlog, out)
         runlog.say(announce(state, train_split, test_split))
         if report is not None and resume_from is not None:
@@ -249,7 +251,7 @@ def evaluate(state: TrainState, test_split: Split, run: RunLog) -> dict[str, flo
         result = run_eval(
             state.model, test_split, batch_size=t.eval_batch_size or state.local_batch, limit=t.eval_samples,
             views=t.eval_views, device=state.rt.device, dtype=state.rt.dtype,
-            keep_examples=_IMAGES_PER_EVAL if run.writer is not None else 0,
+            keep_examples=_IMAGES_PER_EVAL if run.pictures else 0,
         )
     metrics = dict(result.metrics, **spent(state.cost, state.step), eval_round=state.eval_round,
                    epoch=state.stream.epoch)
@@ -259,7 +261,7 @@ def evaluate(state: TrainState, test_split: Split, run: RunLog) -> dict[str, flo
         f"steps {metrics['mean_steps']:.2f} ({time.monotonic() - start:.1f}s)"
     )
     run.record("eval", state.step, metrics, prefix="eval/")
-    if run.writer is not None:
+    if run.pictures:
         picture = tasks.get(test_split.meta["task"]).picture
         run.images(state.step, [picture(ex["input"], ex["label"], ex["pred"]) for ex in result.examples])
     return metrics

@@ -81,3 +81,32 @@ class S3Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=30)
+
+
+def wandb_records(run_file: Path) -> list[Any]:
+    """The records of an offline W&B run file (`run-<id>.wandb`), as wandb's own protobuf
+    messages: a 7-byte header (":W&B", magic, version), then LevelDB's log format (32 KiB
+    blocks; each chunk a 7-byte header of checksum, length and type: full, first, middle,
+    last). wandb ships no reader of its own files any more; the tests need one to read back
+    what a run logged offline."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, records, pending, pos = run_file.read_bytes(), [], b"", 7
+    assert data[:4] == b":W&B", f"{run_file} is not a W&B run file"
+    while pos + 7 <= len(data):
+        room = 32768 - pos % 32768
+        if room < 7:  # a block's tail too short for a header is padding
+            pos += room
+            continue
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        if length == 0 and kind == 0:  # zero padding at the end of a block
+            pos += room
+            continue
+        pending += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # full or last: a whole record
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records

@@ -186,7 +186,8 @@ def test_one_writer_indexes_every_checkpoint_of_two_concurrent_trials(local_ray,
     code = tune.main(["--smoke", "--storage", str(storage), "--name", "two", "--set", "budget.num_samples=2",
                       "--set", "budget.max_concurrent_trials=2", "--set", "budget.cpus_per_worker=0.9",
                       "--set", "scheduler.type=fifo", "--set", "store.keep_per_trial=100",
-                      "--set", "store.keep_per_experiment=100"])
+                      "--set", "store.keep_per_experiment=100",
+                      "--set", "overrides.train.wandb={project: hrm-tests, mode: offline}"])
     out = capsys.readouterr().out
     assert code == 0, out[-3000:]
     reported = set()  # each report is an eval round with its checkpoint
@@ -205,6 +206,12 @@ def test_one_writer_indexes_every_checkpoint_of_two_concurrent_trials(local_ray,
     ends = sorted(json.loads((d / "result.json").read_text().splitlines()[-1])["timestamp"]
                   for d in (storage / "two").iterdir() if (d / "result.json").exists())
     assert starts[1] <= ends[0]
+    # W&B, offline: one run per trial, grouped by the experiment, its files beside the trial's in the storage
+    from tests.helpers import wandb_records
+
+    runs = [next(r.run for r in wandb_records(f) if r.WhichOneof("record_type") == "run")
+            for f in (storage / "two").glob("*/hrm/wandb/offline-run-*/run-*.wandb")]
+    assert sorted(r.run_group for r in runs) == ["two", "two"] and len({r.display_name for r in runs}) == 2
 
 
 def test_resume_after_the_driver_is_killed(local_ray, tmp_path):

@@ -14,14 +14,14 @@ from hrm.config.files import (anchor_paths, builtin_config_path, builtin_configs
 from hrm.config.keys import (apply_overrides, flat_items, freeze, get_key, parse_override, set_key, thaw,
                              with_values)
 from hrm.config.schema import (ARCHS, BUDGETS, FAMILY_KEYS, MOST_AUGMENTATIONS, TASK_NAMES, ARCConfig, Config,
-                               DataConfig, MazeConfig, ModelConfig, OptimConfig, SudokuConfig, TrainConfig,
+                               DataConfig, MazeConfig, ModelConfig, OptimConfig, SudokuConfig, TrainConfig, WandbConfig,
                                arch_misfit, from_dict)
 from hrm.errors import ConfigError
 
 __all__ = [
     "ARCHS", "BUDGETS", "FAMILY_KEYS", "MOST_AUGMENTATIONS", "TASK_NAMES", "ARCConfig", "AtLeast1", "Config",
     "ConfigError", "DataConfig", "MazeConfig", "ModelConfig", "NonNeg", "OptimConfig", "Range", "SudokuConfig",
-    "TrainConfig", "anchor_paths", "apply_overrides", "arch_misfit", "build", "builtin_config_path",
+    "TrainConfig", "WandbConfig", "anchor_paths", "apply_overrides", "arch_misfit", "build", "builtin_config_path",
     "builtin_configs", "checked", "coerce", "flat_items", "freeze", "from_dict", "get_key", "hint", "int_at_least",
     "load_config", "number", "parse_override", "read_yaml", "resolve_config_path", "save_config", "set_key", "thaw",
     "to_dict", "with_values",

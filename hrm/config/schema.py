@@ -205,6 +205,24 @@ BUDGETS = ("steps", "epochs", "samples", "flops")  # train.<one of them> is a ru
 
 
 @dataclass(frozen=True, kw_only=True)
+class WandbConfig:
+    """Weights & Biases logging of a run (hrm.runlog): the scalars, prediction pictures and the
+    resolved config TensorBoard gets. Offline writes the run's files under its run folder
+    (`wandb sync` uploads them later); online needs the user's W&B login. Nothing reaches
+    the network unless `mode: online`."""
+
+    project: str
+    mode: Literal["offline", "online"] = "offline"
+    entity: str | None = None
+    group: str | None = None  # a search sets its experiment's name: one W&B run per trial, grouped
+    name: str | None = None  # the run's name (a search: the trial's)
+
+    def __post_init__(self) -> None:
+        if not self.project.strip():
+            raise ConfigError("train.wandb.project must be a non-empty string")
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     global_batch_size: AtLeast1 = 768
     # The run's length, exactly one of: optimiser steps (= ACT segments), epochs (one
@@ -236,6 +254,8 @@ class TrainConfig:
     ema: Annotated[float | None, Range(gt=0, lt=1)] = None
     out_dir: str = "runs/default"
     tensorboard: bool = True
+    # Weights & Biases as well as TensorBoard (an optional extra: pip install -e '.[wandb]'); null: off.
+    wandb: WandbConfig | None = None
 
     def __post_init__(self) -> None:
         checked(self, "train")
