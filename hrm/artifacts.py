@@ -1,55 +1,46 @@
-"""The Arrow/Parquet-indexed store of the best checkpoints of hyperparameter searches.
+"""The store of the best checkpoints of hyperparameter searches, indexed by a Delta Lake table.
 
 Layout under `root` (a local path, or any URI `pyarrow.fs.FileSystem.from_uri` takes):
 
-    index/<experiment>/<version>.parquet            the experiment's rows, one immutable file per version
+    index/<experiment>/                             the experiment's index, a Delta Lake table
     checkpoints/<experiment>/<trial_id>/step_<N>/   the copied checkpoint folder
 
-One writer per experiment: its search driver (ray_jobs' Tune callback) alone adds
-and prunes its rows; Ray Train workers and trials never touch the store. So:
-- Every change writes the whole index as the next version (temp file + rename on
-  a local disk; one PUT on an object store, visible only once complete); the
-  newest version is the index. A pruned row is simply not in the next one: no
-  tombstones, no parts to merge, nothing to compact (those existed only so that
-  many writers could append without overwriting each other). Prune keeps a
-  version small.
-- Readers (`hrm artifacts`, pandas, duckdb) are safe while the driver writes: a
-  version never changes and is deleted only `_GRACE_S` after its successor (a file
-  replaced in place is not: pyarrow opens it twice, the second time with the first
-  one's footer).
-- A folder is copied before its row is written, and a row dropped before its
-  folder is deleted; a crash in between leaves an unindexed folder for `sweep`.
-- `artifact_id` = sha256("<experiment>\\0<trial_id>\\0<step>")[:16]: a re-added
-  checkpoint (a resumed search) replaces its row and is not copied again.
-- Columns: `BASE_SCHEMA`, then `hp.<dotted name>` (bool, int64, float64, string;
-  other values as JSON) and `metric.<name>` (float64). Experiments may differ in
-  columns; reading several unifies them (missing: null; clashing types: string).
-- Ranking: by the metric (max or min), then the later step, then trial_id; rows
-  without the metric last. Prune keeps a row iff it is among its trial's best
-  `keep_per_trial` and the experiment's best `keep_per_experiment`.
+One writer per experiment: its search driver (ray_jobs' Tune callback) alone adds, prunes
+and annotates its rows; Ray Train workers and trials never touch the store. So:
+- Every change commits the experiment's whole table as the next version of its Delta table
+  (`hrm.artifact_index`): a pruned row is simply not in the next one. Readers (`hrm
+  artifacts`, duckdb's `delta_scan`, polars' `read_delta`, pandas through `deltalake`) read
+  one committed version whole while the driver writes; Delta's vacuum deletes a
+  superseded version's files only after a retention that outlasts any read.
+- A folder is copied before its row is written, and a row dropped before its folder is
+  deleted; a crash in between leaves an unindexed folder for `sweep`.
+- `artifact_id` = sha256("<experiment>\\0<trial_id>\\0<step>")[:16]: a re-added checkpoint (a
+  resumed search) replaces its row and is not copied again.
+- Columns: `BASE_SCHEMA`, then `hp.<dotted name>` (bool, int64, float64, string; other values
+  as JSON) and `metric.<name>` (float64). Experiments may differ in columns; reading several
+  unifies them (missing: null; clashing types: string).
+- Ranking: by the metric (max or min), then the later step, then trial_id; rows without the
+  metric last. Prune keeps a row iff it is among its trial's best `keep_per_trial` and the
+  experiment's best `keep_per_experiment`.
 
-Direct reads: `pandas.read_parquet(ArtifactStore(root).index_file("<experiment>"))`,
-the same path in duckdb, or `ArtifactStore(root).table().to_pandas()`.
 No torch, no Ray, nothing of the training loop is imported here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
 import os
 import re
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
+from hrm.artifact_index import DeltaIndex, table_uri
 from hrm.artifact_rows import BASE_SCHEMA, METRIC, check_counts, concat, make_row, metric_columns, ordered, rank
 from hrm.checkpoint import (CHECKPOINT_FILE, MANIFEST_FILE, CheckpointError, content_digest, read_manifest, sha256_of,
                             verify_checkpoint)
@@ -75,23 +66,19 @@ def check_name(kind: str, value: str) -> str:
 
 
 class ArtifactStore:
-    """Best checkpoints of searches, indexed by one Parquet file per experiment (see the module docstring)."""
+    """Best checkpoints of searches, indexed by one Delta Lake table per experiment (see the module docstring)."""
 
-    def __init__(self, root: str, *, filesystem: pafs.FileSystem | None = None):
-        """`root`: local path or URI. `filesystem`: use this filesystem, `root` being a path inside it."""
+    def __init__(self, root: str):
+        """`root`: a local path or URI."""
         if not isinstance(root, str) or not root.strip():
             raise ValueError("artifact store root must be a non-empty path or URI (e.g. runs/artifacts, s3://bucket/x)")
         root = root.rstrip("/") or "/"
-        if filesystem is not None:
-            self._fs, self._base = filesystem, root
-        else:
-            try:
-                self._fs, self._base = _open(root)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-                raise ValueError(f"cannot open artifact store root {root}: {exc}") from None
-            root = root if "://" in root else self._base
+        try:
+            self._fs, self._base = _open(root)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+            raise ValueError(f"cannot open artifact store root {root}: {exc}") from None
+        self.root = root if "://" in root else self._base
         self._base = self._base.rstrip("/")
-        self.root = root
         self._index = f"{self._base}/index"
 
     def exists(self) -> bool:
@@ -106,25 +93,18 @@ class ArtifactStore:
 
     # -- reading -------------------------------------------------------------
 
-    def _versions(self, experiment: str) -> list[pafs.FileInfo]:
-        folder = f"{self._index}/{check_name('experiment', experiment)}"
-        infos = self._list(folder)
-        names = [i for i in infos if i.type == pafs.FileType.File and re.fullmatch(r"\d{10}\.parquet", i.base_name)]
-        return sorted(names, key=lambda i: i.base_name)
+    def _index_of(self, experiment: str) -> DeltaIndex:
+        check_name("experiment", experiment)
+        return DeltaIndex(table_uri(self.root, self._base, experiment), self._fs, f"{self._index}/{experiment}")
 
     def index_file(self, experiment: str) -> str | None:
-        """The experiment's current index version (an immutable Parquet file), or None."""
-        versions = self._versions(experiment)
-        return self._uri(versions[-1].path) if versions else None
+        """The experiment's index table (a Delta Lake table: one path for duckdb, polars, pandas), or None."""
+        index = self._index_of(experiment)
+        return index.uri if index.exists() else None
 
     def _read(self, experiment: str) -> pa.Table:
-        for _ in range(_READ_TRIES):
-            versions = self._versions(experiment)
-            if not versions:
-                return BASE_SCHEMA.empty_table()
-            with contextlib.suppress(FileNotFoundError), self._fs.open_input_stream(versions[-1].path) as f:
-                return pq.read_table(pa.BufferReader(f.read()), use_threads=False)  # one request; no pool
-        raise FileNotFoundError(f"{self.root}: the index of '{experiment}' vanished {_READ_TRIES} times while read")
+        rows = self._index_of(experiment).read()
+        return rows if rows is not None else BASE_SCHEMA.empty_table()
 
     def _list(self, folder: str) -> list[pafs.FileInfo]:
         """A folder's entries; none while it does not exist (yet): pyarrow's allow_not_found does
@@ -137,7 +117,7 @@ class ArtifactStore:
     def experiments(self) -> list[str]:
         infos = self._list(self._index)
         dirs = [i.base_name for i in infos if i.type == pafs.FileType.Directory and _NAME_RE.match(i.base_name)]
-        return sorted(e for e in dirs if self._versions(e))
+        return sorted(e for e in dirs if self._read(e).num_rows or self._index_of(e).exists())
 
     def table(self, experiment: str | None = None) -> pa.Table:
         """Rows (of one experiment, or all), sorted by (experiment, trial_id, step)."""
@@ -183,22 +163,8 @@ class ArtifactStore:
     # -- writing (the experiment's driver only) --------------------------------
 
     def _write(self, experiment: str, rows: pa.Table) -> None:
-        """Write the experiment's next index version; delete versions superseded over _GRACE_S ago."""
-        versions = self._versions(experiment)
-        folder = f"{self._index}/{experiment}"
-        final = f"{folder}/{int(versions[-1].base_name[:10]) + 1 if versions else 1:010d}.parquet"
-        self._fs.create_dir(folder, recursive=True)
-        if self._fs.type_name == "local":
-            tmp = f"{folder}/.{uuid.uuid4().hex}.tmp"
-            pq.write_table(rows, tmp, filesystem=self._fs)
-            self._fs.move(tmp, final)
-        else:
-            pq.write_table(rows, final, filesystem=self._fs)  # an upload is visible only once complete
-        cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=_GRACE_S)
-        for old, newer in zip(versions, versions[1:]):  # `newer` appeared when `old` was superseded
-            when = newer.mtime if newer.mtime.tzinfo else newer.mtime.replace(tzinfo=dt.timezone.utc)
-            if when < cutoff:
-                self._fs.delete_file(old.path)
+        """Commit the experiment's rows as its index's next version (hrm.artifact_index)."""
+        self._index_of(experiment).write(rows)
 
     def add(
         self,

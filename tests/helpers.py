@@ -110,3 +110,24 @@ def wandb_records(run_file: Path) -> list[Any]:
             records.append(record)
             pending = b""
     return records
+
+
+def duckdb_with_delta(s3_endpoint: str | None = None) -> Any:
+    """A duckdb connection with the Delta (and, for S3, httpfs) extensions loaded from their PyPI
+    wheels (no download: `INSTALL delta` would fetch from extensions.duckdb.org), and for
+    `s3_endpoint` a secret that reaches the test server; as docs/search.md shows users."""
+    import os
+
+    import duckdb
+
+    con = duckdb.connect(config={"autoinstall_known_extensions": "false", "autoload_known_extensions": "false"})
+    version = con.sql("PRAGMA version").fetchone()[0]
+    names = ["delta"] + (["httpfs"] if s3_endpoint else [])
+    for name in names:
+        module = __import__(f"duckdb_extension_{name}")
+        con.execute(f"LOAD '{os.path.dirname(module.__file__)}/extensions/{version}/{name}.duckdb_extension'")
+    if s3_endpoint:
+        host = s3_endpoint.split("://", 1)[1]
+        con.execute(f"CREATE OR REPLACE SECRET s3 (TYPE s3, PROVIDER config, KEY_ID 'testing', SECRET 'testing', "
+                    f"REGION 'us-east-1', ENDPOINT '{host}', URL_STYLE 'path', USE_SSL false)")
+    return con

@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import shutil
 import threading
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pyarrow.fs import _MockFileSystem
-
 from hrm.artifact_rows import BASE_SCHEMA, flatten
 from hrm.artifacts import ArtifactStore, artifact_id
 from hrm.checkpoint import code_version
@@ -72,8 +71,12 @@ def test_add_table_best(tmp_path, run):
     values = {("t1", 1): 0.2, ("t1", 2): 0.6, ("t2", 1): 0.6, ("t2", 3): 0.9, ("t3", 2): 0.1}
     for (trial, step), v in values.items():
         put(store, ckpt, "exp", trial, step, v)
-    # One immutable version per change, no temp file left.
-    assert index_files(tmp_path / "store") == [f"exp/{v:010d}.parquet" for v in range(1, 6)]
+    # One Delta version per change (0..4), no temp file left: the log and its data files only.
+    from deltalake import DeltaTable
+
+    assert DeltaTable(str(tmp_path / "store" / "index" / "exp")).version() == 4
+    assert all(name.startswith("exp/_delta_log/") or name.startswith("exp/part-")
+               for name in index_files(tmp_path / "store") if name.startswith("exp/"))
     t = store.table()
     assert t.num_rows == 5
     for field in BASE_SCHEMA:
@@ -188,13 +191,16 @@ def test_experiments_with_different_columns_are_unified(tmp_path, run):
 def _child_reads(root: str, rounds: int, queue) -> None:
     import pandas as pd
 
+    from deltalake import DeltaTable
+
     store, seen = ArtifactStore(root), []
     for _ in range(rounds):
         seen.append(store.table("exp").num_rows)
         path = store.index_file("exp")
         if path is not None:  # None before the first write
-            seen.append(len(pd.read_parquet(path)))
+            seen.append(len(DeltaTable(path).to_pandas()))
     queue.put(seen)
+    del pd
 
 
 def test_readers_stay_safe_while_the_writer_adds_and_prunes(tmp_path, run):
@@ -237,7 +243,7 @@ def test_readers_stay_safe_while_the_writer_adds_and_prunes(tmp_path, run):
     assert child.exitcode == 0 and not errors, errors[:3]
     assert sizes and sizes <= versions and set(child_sizes) <= versions, (sizes, child_sizes, versions)
     assert store.table("exp").num_rows == 3
-    assert all(name.startswith("exp/") and name.endswith(".parquet") for name in index_files(tmp_path / "store"))
+    assert all(name.startswith(("exp/_delta_log/", "exp/part-")) for name in index_files(tmp_path / "store"))
 
 
 # ---------------------------------------------------------------------------
@@ -329,19 +335,15 @@ def test_a_stored_checkpoint_reproduces_its_metrics(tmp_path, run):
 
     cfg = run["cfg"]
     split = Split.load(ensure_dataset(cfg.data), "test")
-    local = ArtifactStore(str(tmp_path / "store"))
-    remote = ArtifactStore("bucket/store", filesystem=_MockFileSystem())  # not local: goes through export
-    for store in (local, remote):
-        for metrics, path in run["reports"]:
-            aid = store.add(experiment="exp", trial_id="t1", hparams={"H_cycles": cfg.model.H_cycles},
-                            checkpoint_dir=path)
-            with store.local_copy(aid[:8]) as (folder, row):
-                model, loaded_cfg, _ = load_model(folder)
-            assert loaded_cfg == cfg and row["artifact_id"] == aid
-            again = run_eval(model, split, batch_size=cfg.train.global_batch_size).metrics  # the batch training evaluated with
-            for name in ("exact_accuracy", "token_accuracy", "pass@1", "pass@2"):
-                assert again[name] == row[f"metric.{name}"] == metrics[name], name
-    assert remote.table()["path"].to_pylist()[0].startswith("bucket/store/checkpoints/exp/t1/step_")
+    store = ArtifactStore(str(tmp_path / "store"))  # on object storage local_copy exports: test_the_store_on_s3
+    for metrics, path in run["reports"]:
+        aid = store.add(experiment="exp", trial_id="t1", hparams={"H_cycles": cfg.model.H_cycles}, checkpoint_dir=path)
+        with store.local_copy(aid[:8]) as (folder, row):
+            model, loaded_cfg, _ = load_model(folder)
+        assert loaded_cfg == cfg and row["artifact_id"] == aid
+        again = run_eval(model, split, batch_size=cfg.train.global_batch_size).metrics  # the batch training evaluated with
+        for name in ("exact_accuracy", "token_accuracy", "pass@1", "pass@2"):
+            assert again[name] == row[f"metric.{name}"] == metrics[name], name
 
 
 # ---------------------------------------------------------------------------
@@ -354,25 +356,44 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def test_the_index_is_plain_parquet(tmp_path, run):
+def test_the_index_reads_with_one_path_in_duckdb_polars_and_pandas(tmp_path, run):
+    import polars
+    from deltalake import DeltaTable
+
+    from tests.helpers import duckdb_with_delta
+
     root = tmp_path / "store"
     store = ArtifactStore(str(root))
     for trial, step, v in [("a", 1, 0.1), ("a", 2, 0.2), ("b", 1, 0.4)]:
         put(store, run["ckpt"], "exp", trial, step, v)
     put(store, run["ckpt"], "exp", "a", 2, 0.35)  # re-added: replaces its row
     put(store, run["ckpt"], "y", "t", 1, 0.5)
-    direct = pq.read_table(store.index_file("exp"))
-    assert direct.num_rows == 3 and ids_of(direct) == ids_of(store.table("exp"))
-    assert sorted(direct["metric.pass@2"].to_pylist()) == [0.1, 0.35, 0.4]
-    if _has("pandas"):
-        import pandas as pd
+    path = store.index_file("exp")
+    assert path == str(root / "index" / "exp")
+    ours = ids_of(store.table("exp"))
+    assert len(ours) == 3 and sorted(store.table("exp")["metric.pass@2"].to_pylist()) == [0.1, 0.35, 0.4]
+    assert set(DeltaTable(path).to_pandas()["artifact_id"]) == ours
+    assert set(polars.read_delta(path)["artifact_id"].to_list()) == ours
+    duck = duckdb_with_delta().sql(f"SELECT artifact_id, \"metric.pass@2\" FROM delta_scan('{path}')").fetchall()
+    assert {r[0] for r in duck} == ours and sorted(r[1] for r in duck) == [0.1, 0.35, 0.4]
 
-        assert sorted(pd.read_parquet(store.index_file("exp"))["artifact_id"]) == sorted(ids_of(direct))
-    if _has("duckdb"):
-        import duckdb
 
-        sql = f"SELECT artifact_id FROM read_parquet('{store.index_file('exp')}')"
-        assert {r[0] for r in duckdb.sql(sql).fetchall()} == ids_of(direct)
+def test_an_index_of_the_earlier_layout_is_converted_once(tmp_path, run):
+    """Parquet version files (the newest is the index) become the Delta table's first version."""
+    root = tmp_path / "store"
+    store = ArtifactStore(str(root))
+    for trial, step, v in [("a", 1, 0.1), ("b", 1, 0.4)]:
+        put(store, run["ckpt"], "exp", trial, step, v)
+    rows = store.table("exp")
+    shutil.rmtree(root / "index" / "exp")
+    (root / "index" / "exp").mkdir()
+    pq.write_table(rows.slice(0, 1), root / "index" / "exp" / "0000000001.parquet")
+    pq.write_table(rows, root / "index" / "exp" / "0000000002.parquet")
+    again = ArtifactStore(str(root))
+    assert again.experiments() == ["exp"] and ids_of(again.table("exp")) == ids_of(rows)
+    assert not list((root / "index" / "exp").glob("0*.parquet")) and (root / "index" / "exp" / "_delta_log").is_dir()
+    put(again, run["ckpt"], "exp", "c", 1, 0.9)
+    assert again.table("exp").num_rows == 3
 
 
 def test_file_uri_root_is_the_same_store(tmp_path, run):
@@ -460,7 +481,17 @@ def test_the_store_on_s3(s3_env, tmp_path, run):
     assert ids_of(store.table("exp")) == set(ids[2:]) and store.experiments() == ["exp"]
     row = store.get(ids[3])
     assert row["path"] == "s3://hrm/exp-store/artifacts/checkpoints/exp/t0/step_00000004" and store.verify(ids[3])
-    assert store.index_file("exp").startswith("s3://hrm/exp-store/artifacts/index/exp/")
+    path = store.index_file("exp")
+    assert path == "s3://hrm/exp-store/artifacts/index/exp"
+    # one path for the tools people use, on S3 too (the options delta-rs needs: hrm.artifact_index)
+    import polars
+
+    from hrm.artifact_index import storage_options
+    from tests.helpers import duckdb_with_delta
+
+    assert set(polars.read_delta(path, storage_options=storage_options(path))["artifact_id"].to_list()) == set(ids[2:])
+    duck = duckdb_with_delta(s3_env["AWS_ENDPOINT_URL"]).sql(f"SELECT artifact_id FROM delta_scan('{path}')")
+    assert {r[0] for r in duck.fetchall()} == set(ids[2:])
     with store.local_copy(ids[3]) as (folder, _):  # exported and sha256-checked
         assert (Path(folder) / "checkpoint.pt").read_bytes() == (Path(run["ckpt"]) / "checkpoint.pt").read_bytes()
     assert store.sweep("exp") == []

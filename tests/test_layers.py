@@ -24,7 +24,7 @@ LAYERS = [
     ("runtime", ["hrm.runtime", "hrm.compute", "hrm.optim", "hrm.checkpoint", "hrm.runlog"]),
     ("training and evaluation", ["hrm.evaluate", "hrm.inference", "hrm.train_state", "hrm.train", "hrm.seeds"]),
     ("search and store", ["hrm.search.space", "hrm.search.spacefile", "hrm.search.trials", "hrm.search.study", "hrm.search",
-                          "hrm.artifact_rows", "hrm.artifacts", "hrm.report_figures", "hrm.report"]),
+                          "hrm.artifact_index", "hrm.artifact_rows", "hrm.artifacts", "hrm.report_figures", "hrm.report"]),
     ("entry points", ["hrm.cli_artifacts", "hrm.cli_data", "hrm.cli_eval", "hrm.cli", "hrm.jobs"]),
 ]
 

@@ -38,6 +38,39 @@ def _tb_runs(folder: Path) -> dict[Path, dict[str, bytes]]:
     return runs
 
 
+def _read_index_meanwhile(path: Path):
+    """Read the Delta index at `path` with duckdb and polars in a thread, in a loop, until the
+    returned function is called: it returns (row counts seen by each reader, errors)."""
+    import threading
+
+    import polars
+
+    from tests.helpers import duckdb_with_delta
+
+    stop, seen, errors = threading.Event(), {"duckdb": [], "polars": []}, []
+
+    def loop() -> None:
+        con = duckdb_with_delta()
+        while not stop.wait(0.5):
+            if not (path / "_delta_log").is_dir():
+                continue
+            try:
+                seen["duckdb"].append(con.sql(f"SELECT count(*) FROM delta_scan('{path}')").fetchone()[0])
+                seen["polars"].append(polars.read_delta(str(path)).height)
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                errors.append(repr(exc))
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+
+    def done() -> tuple[dict[str, list[int]], list[str]]:
+        stop.set()
+        thread.join(timeout=60)
+        return seen, errors
+
+    return done
+
+
 def _summary(out: str) -> dict:
     return json.loads(out[out.rindex("[tune] done: ") + len("[tune] done: ") :])
 
@@ -55,7 +88,9 @@ def test_smoke_search_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
 
     storage = tmp_path / "storage"
     monkeypatch.chdir(tmp_path)  # the dataset cache is anchored where the driver runs
+    reads = _read_index_meanwhile(storage / "artifacts" / "index" / "smoke")
     code = tune.main(["--smoke", "--storage", str(storage), "--name", "smoke"])
+    seen, errors = reads()
     out = capsys.readouterr().out
     assert code == 0, out[-3000:]
     summary = _summary(out)
@@ -64,6 +99,8 @@ def test_smoke_search_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
     assert summary["tensorboard"] == f"tensorboard --logdir {storage}/smoke"
     assert list((tmp_path / "data").iterdir())  # datasets built beside the driver, not in the checkout
     assert oct((storage / "smoke").stat().st_mode & 0o777) == "0o700"  # created private to the user
+    # duckdb and polars read the index with one path while the driver wrote it: whole versions, no error
+    assert not errors and seen["duckdb"] and seen["polars"], (errors[:3], seen)
 
     # What the user watches: the trial table with short hyperparameter names and the
     # search metric first, and no Tune hint at a TensorBoard folder without our logs.
