@@ -96,7 +96,7 @@ def test_search_on_s3_killed_driver_resumes_from_the_bucket(bkt, tmp_path):
     try:
         gcs = ray.get_runtime_context().gcs_address
         cmd = [*TUNE, "--smoke", "--storage", "s3://bkt/hrm", "--name", "s3", "--address", gcs,
-               "--set", "budget.num_samples=3"]
+               "--set", "budget.num_samples=3", "--set", "overrides.train.wandb={project: hrm-tests}"]
         (tmp_path / "driver").mkdir()
         first = subprocess.Popen(cmd, env=_env(), cwd=tmp_path / "driver", stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, start_new_session=True)
@@ -135,6 +135,21 @@ def test_search_on_s3_killed_driver_resumes_from_the_bucket(bkt, tmp_path):
     journal = optuna.storages.JournalStorage(JournalFileBackend(str(tmp_path / "optuna.journal")))
     study = optuna.load_study(study_name="s3", storage=journal)
     assert len(study.trials) >= 3
+    # Ray's result API on the bucket: hyperparameters by short name, and pass@2
+    from ray.tune import ExperimentAnalysis
+
+    frame = ExperimentAnalysis("s3://bkt/hrm/s3").dataframe()
+    assert {"config/H_cycles", "pass@2", "flops"} <= set(frame.columns) and len(frame) == 3
+    # W&B offline: each trial's run files beside its other files in the bucket
+    assert sum(1 for t in trials if any(f.startswith(f"s3/{t}/hrm/wandb/offline-run-") and f.endswith(".wandb")
+                                        for f in files)) == 3
+    # the Delta index in polars, from the bucket
+    import polars
+
+    from hrm.artifact_index import storage_options
+
+    index = "s3://bkt/hrm/artifacts/index/s3"
+    assert polars.read_delta(index, storage_options=storage_options(index)).height >= 1
 
     # The index, from the bucket: no checkpoint twice; the CLI reads and exports from it.
     hrm = str(Path(sys.executable).with_name("hrm"))
