@@ -17,7 +17,8 @@ S = SEQ + 1  # the puzzle token first
 W = 256  # SwiGLU width: round(4 * 32 * 2/3) = 85, rounded up to a multiple of 256
 BLOCK = 2 * S * (3 * D * D + D * D) + 4 * S * S * D + 2 * S * 3 * D * W  # qkv+o, scores+values, gate/up+down
 HEAD2 = 2 * SEQ * D * V + 2 * D * 2  # LM head on the 16 answer tokens, Q head (halt, continue) on the puzzle token
-HEAD1 = 2 * SEQ * D * V + 2 * D * 1  # TRM's Q head: halt only
+S_TRM = SEQ + 16  # TRM's 16 prefix positions (its puzzle embedding's vector, then zeros)
+BLOCK_TRM = 2 * S_TRM * (3 * D * D + D * D) + 4 * S_TRM * S_TRM * D + 2 * S_TRM * 3 * D * W
 
 
 def _model(tmp_path, tiny, **model):
@@ -41,10 +42,10 @@ def test_hrm_flops_by_hand(tmp_path, tiny):
 
 
 def test_trm_flops_by_hand(tmp_path, tiny):
-    # T 3 recursions x (n 2 latent updates + 1 answer update) x 1 layer = 9 calls; the last
-    # recursion's 3 are differentiated; the halt-only head trains on correctness (no Q target).
+    # T 3 recursions x (n 2 latent updates + 1 answer update) x 1 layer = 9 calls over 32 positions;
+    # the last recursion's 3 are differentiated; halting trains on correctness (no Q target).
     parts = segment_flops(_model(tmp_path, tiny, arch="trm", H_cycles=3, L_cycles=2), SEQ, V)
-    assert parts == {"forward": 9 * BLOCK + HEAD1, "backward": 2 * (3 * BLOCK + HEAD1), "q_target": 0}
+    assert parts == {"forward": 9 * BLOCK_TRM + HEAD2, "backward": 2 * (3 * BLOCK_TRM + HEAD2), "q_target": 0}
 
 
 def test_transformer_flops_by_hand(tmp_path, tiny):

@@ -47,15 +47,16 @@ def test_published_parameter_counts_of_each_family():
     trm_attention = model_info("--config", "trm_sudoku_extreme", "--set", "model.mixer=attention")["parameters"]
     transformer = model_info("--config", "sudoku_extreme", "--set", "model.arch=transformer")["parameters"]
     assert hrm == 27_275_266
-    assert 4.6e6 < trm_mlp < 5.2e6  # "5M"
-    assert 6.6e6 < trm_attention < 7.2e6  # "7M"
+    assert trm_mlp == 5_028_866  # TRM's code at its published config: its token MLP over 16 + 81 positions
+    assert trm_attention == 6_828_034
     assert abs(transformer - hrm) / hrm <= 0.02
 
 
 def test_trm_is_one_network_of_L_layers_and_the_transformer_one_stack_of_both():
     trm = make("trm", L_layers=2)
     assert [n for n, _ in trm.named_children()][-3:] == ["net", "lm_head", "q_head"]
-    assert len(trm.net.layers) == 2 and trm.q_head.out_features == 1
+    assert len(trm.net.layers) == 2 and trm.q_head.out_features == 2  # TRM keeps both outputs, reads the first
+    assert trm.prefix == 16 and make("hrm").prefix == 1 and make("trm", puzzle_positions=1).prefix == 1
     transformer = make("transformer", H_layers=2, L_layers=3)
     assert len(transformer.stack.layers) == 5 and transformer.q_head.out_features == 2
     assert count_parameters(transformer) == count_parameters(make("hrm", H_layers=2, L_layers=3))

@@ -65,6 +65,9 @@ class ModelConfig:
     rope_theta: Annotated[float, Range(gt=0)] = 10000.0
     rms_norm_eps: Annotated[float, Range(gt=0)] = 1e-5
     puzzle_emb: bool = True
+    # Prefix positions before the tokens: the puzzle embedding's vector in the first, zeros after
+    # (the Q head reads the first). null: the family's published layout (TRM 16, others 1).
+    puzzle_positions: Annotated[int | None, Range(ge=1)] = None
     loss: Literal["stablemax", "softmax"] = "stablemax"
     # Token mixing in every block: attention, or (TRM's option for fixed-size grids) an MLP
     # across the sequence axis, which holds the positions itself (RoPE is then not applied).
@@ -89,6 +92,11 @@ class ModelConfig:
     @property
     def eval_steps(self) -> int:
         return self.eval_halt_max_steps or self.halt_max_steps
+
+    @property
+    def prefix_len(self) -> int:
+        """Positions before the tokens (`puzzle_positions`, or the family's published count)."""
+        return self.puzzle_positions or (16 if self.arch == "trm" else 1)
 
     @property
     def gradient_mode(self) -> str:

@@ -24,16 +24,16 @@ def segment_flops(cfg, seq_len: int, vocab_size: int) -> dict[str, int]:
 
     Per block: 2 x (its matmul parameters) x tokens, plus 4*S^2*D for attention scores and
     values (the MLP token mixer's matmuls instead: 6*D*S*W over the sequence axis), over
-    the S = seq_len + 1 positions (the puzzle token first); the heads: the LM head on the
-    seq_len answer tokens, the Q head on the puzzle token.
+    the S = seq_len + prefix positions (the puzzle embedding's first); the heads: the LM head
+    on the seq_len answer tokens, the Q head (two outputs) on the first position.
     """
-    D, S = cfg.hidden_size, seq_len + 1
+    D, S = cfg.hidden_size, seq_len + cfg.prefix_len
     mlp = 2 * S * 3 * D * swiglu_width(D, cfg.expansion)
     mix = 6 * D * S * swiglu_width(S, cfg.expansion) if cfg.mixer == "mlp" else 2 * S * 4 * D * D + 4 * S * S * D
     per_layer = mlp + mix
     family = FAMILIES[cfg.arch]
     calls, grad_calls = family.layer_calls(cfg)
-    head = 2 * seq_len * D * vocab_size + 2 * D * (2 if family.continue_head else 1)
+    head = 2 * seq_len * D * vocab_size + 2 * D * 2
     fwd = calls * per_layer + head
     q_target = fwd if family.continue_head and cfg.act and cfg.halt_max_steps > 1 else 0
     return {"forward": fwd, "backward": 2 * (grad_calls * per_layer + head), "q_target": q_target}

@@ -5,14 +5,14 @@ thing, its `recurrence`: how one ACT *segment* turns the carried states (z_H, z_
 and the embedded input into new states. Everything else lives here once:
 
 - inputs: token embeddings scaled by sqrt(hidden); a puzzle-identifier embedding
-  prepended as token 0 (zero-init, fp32, outside the parameters, updated only on the
-  rows in the batch by sign-SGD); RoPE tables or learned positions (added, the sum
-  scaled by 1/sqrt(2));
-- heads: `lm_head` on every token but the puzzle token; `q_head` on the puzzle token,
-  bias -5 and zero weights so the model starts by never wanting to halt. HRM and the
-  transformer have HRM's two outputs (halt, continue: Q-learning with a bootstrapped
-  continue target from one more no-grad segment); TRM has the halt output only,
-  trained against exact correctness, and halts when it is positive;
+  prepended as position 0 (zero-init, fp32, outside the parameters, updated only on the
+  rows in the batch by sign-SGD), then zeros up to the family's prefix length (TRM: 16);
+  RoPE tables or learned positions (added, the sum scaled by 1/sqrt(2));
+- heads: `lm_head` on every token after the prefix; `q_head` (two outputs, as published
+  in every family) on position 0, bias -5 and zero weights so the model starts by never
+  wanting to halt. HRM and the transformer use both (halt, continue: Q-learning with a
+  bootstrapped continue target from one more no-grad segment); TRM uses the halt output
+  only, trained against exact correctness, and halts when it is positive;
 - start states H_init/L_init: fixed random vectors (not trained);
 - the outer loop (`forward`): one segment on every slot; in training a slot halts at
   Mmax or when its Q head says so after a random exploration minimum (`model.act:
@@ -81,7 +81,7 @@ class Recurrent(nn.Module):
     `super().__init__` (the embeddings), then calls `add_heads()`, so seeded weights are
     drawn in one fixed order, and defines `recurrence`."""
 
-    continue_head = True  # Q head with a continue output and its bootstrapped target (TRM: False)
+    continue_head = True  # the continue output is used, with its bootstrapped target (TRM: not)
 
     def __init__(self, cfg: ModelConfig, *, vocab_size: int, seq_len: int, num_puzzle_ids: int):
         super().__init__()
@@ -92,7 +92,8 @@ class Recurrent(nn.Module):
         self.embed_tokens = nn.Embedding(vocab_size, D)
         trunc_normal_(self.embed_tokens.weight, std=1.0 / self.embed_scale)
         self.puzzle_emb = PuzzleEmbedding(num_puzzle_ids, D) if cfg.puzzle_emb else None
-        total_len = seq_len + 1  # puzzle token first
+        self.prefix = cfg.prefix_len  # the puzzle embedding's positions, before the tokens
+        total_len = seq_len + self.prefix
         if cfg.pos_encoding == "rope" and cfg.mixer == "attention":
             self.rotary = Rotary(D // cfg.num_heads, total_len, cfg.rope_theta)
             self.embed_pos = None
@@ -105,12 +106,14 @@ class Recurrent(nn.Module):
     def module_args(self, num_layers: int) -> tuple:
         """`ReasoningModule` arguments for a stack of `num_layers` blocks of this config."""
         c = self.cfg
-        return num_layers, c.hidden_size, c.num_heads, c.expansion, c.rms_norm_eps, c.mixer, self.seq_len + 1
+        return num_layers, c.hidden_size, c.num_heads, c.expansion, c.rms_norm_eps, c.mixer, self.seq_len + self.prefix
 
     def add_heads(self) -> None:
         D = self.cfg.hidden_size
         self.lm_head = Linear(D, self.vocab_size)
-        self.q_head = Linear(D, 2 if self.continue_head else 1, bias=True)
+        # Two outputs (halt, continue) in every family, as published; a family without a
+        # continue target (TRM) reads only the first.
+        self.q_head = Linear(D, 2, bias=True)
         with torch.no_grad():
             self.q_head.weight.zero_()
             self.q_head.bias.fill_(_Q_BIAS_INIT)
@@ -126,11 +129,8 @@ class Recurrent(nn.Module):
 
     def embed(self, inputs: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
         x = self.embed_tokens(inputs)
-        if rows is not None:
-            first = rows.to(x.dtype)
-        else:
-            first = x.new_zeros(x.shape[0], x.shape[-1])
-        x = torch.cat([first[:, None, :], x], dim=1)
+        first = rows.to(x.dtype) if rows is not None else x.new_zeros(x.shape[0], x.shape[-1])
+        x = torch.cat([first[:, None, :], x.new_zeros(x.shape[0], self.prefix - 1, x.shape[-1]), x], dim=1)
         if self.embed_pos is not None:
             x = (x + self.embed_pos.weight.to(x.dtype)) / math.sqrt(2)
         return self.embed_scale * x
@@ -140,7 +140,7 @@ class Recurrent(nn.Module):
 
     def outputs(self, z_H: torch.Tensor, z_L: torch.Tensor):
         """New carry states (detached: no gradient crosses a segment), token logits and Q logits."""
-        logits = self.lm_head(z_H[:, 1:]).float()
+        logits = self.lm_head(z_H[:, self.prefix:]).float()
         q = self.q_head(z_H[:, 0]).float()
         return z_H.detach(), z_L.detach(), logits, q
 
@@ -164,7 +164,7 @@ class Recurrent(nn.Module):
     def initial_carry(self, inputs: torch.Tensor, labels: torch.Tensor, puzzle_ids: torch.Tensor) -> Carry:
         """A carry whose slots are all halted: the next `reset_halted` starts them."""
         B = inputs.shape[0]
-        shape = (B, self.seq_len + 1, self.cfg.hidden_size)
+        shape = (B, self.seq_len + self.prefix, self.cfg.hidden_size)
         dev = inputs.device
         return Carry(
             z_H=self.H_init.expand(shape).clone(),

@@ -7,9 +7,12 @@ recursions of n = L_cycles latent updates, and one network of `L_layers` blocks 
 both roles. T-1 recursions run without gradient; the last is backpropagated through
 all its n+1 calls (`model.gradient: one_step` keeps only the last two, as HRM does).
 
-Halting: a halt output only, trained by BCE against exact correctness; a slot halts
-when it is positive (no continue output, so no extra Q-target segment). Published:
-L_layers 2, T 3, n 6, EMA of the weights (`train.ema`), and `mixer: mlp` for Sudoku.
+Halting: the Q head's first (halt) output only, trained by BCE against exact correctness; a
+slot halts when it is positive (the second output is kept, as published, but unused: no
+continue target, no extra Q-target segment). The puzzle embedding fills the first of 16
+prefix positions (`model.puzzle_positions`), the Q head reads it. Published: L_layers 2,
+T 3, n 6, EMA of the weights (`train.ema`), and `mixer: mlp` (over the 97 positions) for
+Sudoku: 5,028,866 parameters, 6,828,034 with attention.
 """
 
 from __future__ import annotations
