@@ -10,8 +10,9 @@ Design choices (all from the published HRM):
 - the MLP is SwiGLU with a fused gate/up projection, inner width
   round(expansion * hidden * 2/3) rounded up to a multiple of 256;
 - `mixer: mlp` (TRM's option for fixed-size grids) mixes tokens with a SwiGLU over the
-  sequence axis instead of attention, in the same post-norm residual (MLP-Mixer style);
-  positions are then in its weights, so RoPE is not applied.
+  sequence axis instead of attention, its post-norm residual taken in the transposed
+  layout (normalised over the positions, as TRM does); positions are then in its weights,
+  so RoPE is not applied.
 """
 
 from __future__ import annotations
@@ -136,14 +137,16 @@ class SwiGLU(nn.Module):
 
 
 class TokenMixer(nn.Module):
-    """SwiGLU across the sequence axis (one weight per position pair): TRM's `mixer: mlp`."""
+    """SwiGLU across the sequence axis (one weight per position pair): TRM's `mixer: mlp`. As in
+    TRM, its residual is normalised in the transposed layout, over the positions, not the channels."""
 
     def __init__(self, seq_len: int, expansion: float):
         super().__init__()
         self.mlp = SwiGLU(seq_len, expansion)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-        return self.mlp(x.transpose(1, 2)).transpose(1, 2)
+    def residual(self, h: torch.Tensor, eps: float) -> torch.Tensor:
+        t = h.transpose(1, 2)  # (B, D, S): each channel's sequence is a row
+        return rms_norm(t + self.mlp(t), eps).transpose(1, 2)
 
 
 class Block(nn.Module):
@@ -156,7 +159,10 @@ class Block(nn.Module):
         self.eps = eps
 
     def forward(self, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-        h = rms_norm(h + self.attn(h, rope), self.eps)
+        if isinstance(self.attn, TokenMixer):
+            h = self.attn.residual(h, self.eps)
+        else:
+            h = rms_norm(h + self.attn(h, rope), self.eps)
         return rms_norm(h + self.mlp(h), self.eps)
 
 
