@@ -244,7 +244,10 @@ def test_private_worker_node_then_its_loss(bkt, tmp_path, monkeypatch):
         ray.get(blocker.ready.remote())
         cmd = [*TUNE, "--smoke", "--storage", "s3://bkt/ns", "--name", "ns", "--address", address,
                "--set", "budget.num_samples=1", "--set", "scheduler.type=fifo",
-               "--set", "store.keep_per_trial=100", "--set", "budget.worker_group=always"]
+               "--set", "store.keep_per_trial=100", "--set", "budget.worker_group=always",
+               # steps, not the smoke's FLOP budget: checkpoints at steps 10, 20 and 30 whatever is sampled
+               "--set", "overrides.train.flops=null", "--set", "overrides.train.steps=30",
+               "--set", "overrides.train.eval_interval=10"]
         search = subprocess.Popen(cmd, env={**_env(), "RAY_AUTH_MODE": "token"}, cwd=driver,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         _wait_for_index("s3://bkt/ns/artifacts/index", search)

@@ -351,7 +351,10 @@ def test_a_killed_train_worker_resumes_from_its_checkpoint(local_ray, tmp_path):
         cmd = [sys.executable, str(ROOT / "ray_jobs" / "tune.py"), "--smoke", "--storage", str(storage),
                "--name", name, "--address", local_ray, "--set", "budget.num_samples=1",
                "--set", "scheduler.type=fifo", "--set", "store.keep_per_trial=100",
-               "--set", "budget.worker_group=always"]
+               "--set", "budget.worker_group=always",
+               # steps, not the smoke's FLOP budget: checkpoints at steps 10, 20 and 30 whatever is sampled
+               "--set", "overrides.train.flops=null", "--set", "overrides.train.steps=30",
+               "--set", "overrides.train.eval_interval=10"]
         return subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True)
 
