@@ -90,17 +90,29 @@ def write_checkpoint(
     metrics: dict[str, float], keep: int, root: str | Path | None = None,
 ) -> Path:
     """Write out_dir/checkpoints/step_N (or root/step_N) atomically, keep the newest `keep`."""
-    import torch
-
     def fill(tmp: Path) -> None:
-        torch.save(payload, tmp / CHECKPOINT_FILE)
-        save_config(cfg, tmp / "config.yaml")
-        files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_of(str(p))} for p in sorted(tmp.iterdir())}
-        manifest = {"step": step, "eval_round": eval_round, "metrics": metrics, "code_version": code_version(),
-                    "files": files}
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        _fill(tmp, payload, cfg, {"step": step, "eval_round": eval_round, "metrics": metrics})
 
     return _publish(Path(root) if root is not None else Path(out_dir) / "checkpoints", step, fill, keep)
+
+
+def write_checkpoint_folder(folder: str | Path, *, payload: dict[str, Any], cfg: Config, manifest: dict[str, Any]) -> Path:
+    """One checkpoint folder at `folder` (atomically): checkpoint.pt, config.yaml and a manifest
+    holding `manifest` (step, eval_round, metrics, and e.g. what it was imported from)."""
+    with atomic_path(folder, folder=True) as tmp:
+        tmp.mkdir()
+        _fill(tmp, payload, cfg, manifest)
+    return Path(folder)
+
+
+def _fill(tmp: Path, payload: dict[str, Any], cfg: Config, manifest: dict[str, Any]) -> None:
+    import torch  # here: the artifact store reads manifests without torch
+
+    torch.save(payload, tmp / CHECKPOINT_FILE)
+    save_config(cfg, tmp / "config.yaml")
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_of(str(p))} for p in sorted(tmp.iterdir())}
+    manifest = {**manifest, "code_version": code_version(), "files": files}
+    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True))
 
 
 def write_seeds_checkpoint(out_dir: str | Path, *, step: int, eval_round: int, metrics: dict[str, float],

@@ -1,4 +1,4 @@
-"""The `hrm` console script: data build, train, eval, model-info, artifacts, report.
+"""The `hrm` console script: data build, train, eval, model-info, artifacts, report, import.
 
 Bad input ends with one line on stderr naming what was wrong and exit code 2.
 """
@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from hrm import cli_artifacts, cli_data, cli_eval
+from hrm import cli_artifacts, cli_data, cli_eval, cli_import
 from hrm.config import ConfigError, builtin_configs, int_at_least, load_config
 from hrm.errors import UsageError
 
@@ -61,10 +61,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = args.out or cfg.train.out_dir
     if args.resume and not Path(out).exists():
         raise UsageError(f"--resume: run folder {out} does not exist")
+    if args.resume and args.resume_from:
+        raise UsageError("--resume and --resume-from: give one (--resume continues the run folder's own checkpoint)")
     check_folder("--out" if args.out else "train.out_dir", out)
     if cfg.data.path is None:
         check_folder("data.root", cfg.data.root)
-    metrics = train_seeds(cfg, args.seeds, out_dir=out, resume=args.resume)
+    metrics = train_seeds(cfg, args.seeds, out_dir=out, resume=args.resume, resume_from=args.resume_from)
     print(json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}))
     return 0
 
@@ -97,11 +99,14 @@ def make_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--out", help="run folder (default: train.out_dir)")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's latest checkpoint")
+    p.add_argument("--resume-from", metavar="CKPT",
+                   help="start from this checkpoint folder: a run's continues where it stopped, an imported one "
+                        "(hrm import) gives its weights to a new run from step 0")
     p.add_argument("--seeds", type=int_at_least(1), default=1, metavar="R",
                    help="train train.seed .. +R-1 in lockstep: metrics as mean and _std, one checkpoint of all")
     p.set_defaults(func=_cmd_train)
 
-    for command in (cli_eval, cli_data, cli_artifacts):
+    for command in (cli_eval, cli_data, cli_artifacts, cli_import):
         command.add_parser(sub)
     _add_report_cli(sub)
     return parser

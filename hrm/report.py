@@ -1,11 +1,9 @@
 """`hrm report`: what a search found, and which of its differences are real at the noise it measured.
-Reads `<root>/<experiment>/` (folder or URI, all through `hrm.storage`): space.json, the trial folders,
-the Optuna journal, the artifact index; writes `<root>/<experiment>/report/` (built locally, uploaded).
-
-Two noises are kept apart: the seeds' spread (`<metric>_std`) and the evaluation's binomial se
-(`<metric>_se`). A comparison pairs runs equal in all but the compared values (same other params,
-same seed number: same data order and init); each bootstrap draw adds the evaluation noise, so
-two seeds still get an interval as wide as the evaluation allows."""
+Reads `<root>/<experiment>/` (folder or URI): space.json, the trial folders, the Optuna journal, the
+artifact index; writes `<root>/<experiment>/report/`. Two noises are kept apart: the seeds' spread
+(`<metric>_std`) and the evaluation's binomial se (`<metric>_se`). A comparison pairs runs equal in all
+but the compared values (same other params and seed number: same data order and init); each bootstrap
+draw adds the evaluation noise, so two seeds still get an interval as wide as the evaluation allows."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import torch
 
-from hrm.checkpoint import read_manifest, write_seeds_checkpoint
+from hrm.checkpoint import read_manifest, seed_folders, write_seeds_checkpoint
 from hrm.config import Config, ConfigError, save_config, to_dict
 from hrm.runlog import RunLog, check_wandb, print_flushed
 from hrm.runtime import resolve_runtime
@@ -42,6 +42,9 @@ def train_seeds(cfg: Config, seeds: int = 1, *, out_dir: str | Path | None = Non
     say = (log or print_flushed) if rt.is_main else (lambda _msg: None)
     check_wandb(t.wandb)
     resume_from = resume_point(cfg, out, resume, resume_from, say)
+    if resume_from is not None and not seed_folders(resume_from) and "imported" not in read_manifest(str(resume_from)):
+        raise ConfigError(f"{resume_from} is one seed's checkpoint with its optimizer and data state: resume it with "
+                          "one seed, or start several seeds from imported weights (hrm import)")
     train_split, test_split = load_splits(cfg, rt, say)
     states = [_member(replace(cfg, train=replace(t, seed=t.seed + i)), rt, train_split, resume_from, say)
               for i in range(seeds)]
@@ -70,7 +73,8 @@ def train_seeds(cfg: Config, seeds: int = 1, *, out_dir: str | Path | None = Non
 def _member(cfg: Config, rt: Any, train_split: Any, resume_from: str | Path | None, say: Callable) -> TrainState:
     state = init_state(cfg, rt, train_split)
     if resume_from is not None:
-        resume_state(state, Path(resume_from) / f"seed_{cfg.train.seed}", say)
+        own = Path(resume_from) / f"seed_{cfg.train.seed}"  # a seeds checkpoint; else one set of weights for all
+        resume_state(state, own if own.is_dir() else Path(resume_from), say)
     state.rng = rng_state(rt)  # this seed's stream from here on (set by its seed or its checkpoint)
     return state
 

@@ -70,7 +70,7 @@ def train(cfg: Config, *, out_dir: str | Path | None = None, resume: bool = Fals
                 config=to_dict(cfg)) as runlog:
         run = Run(state, test_split, runlog, out)
         runlog.say(announce(state, train_split, test_split))
-        if report is not None and resume_from is not None:
+        if report is not None and resume_from is not None and last:
             report(last, str(resume_from) if rt.is_main else None)
         start = time.monotonic()  # train_seconds: this process's time in the loop (set-up excluded)
         while not run.done:  # until the budget is spent

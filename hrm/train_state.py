@@ -131,6 +131,10 @@ def _weights(state: TrainState) -> dict[str, Any]:
 
 def restore(state: TrainState, payload: dict[str, Any]) -> None:
     state.model.load_state_dict(payload["model"])
+    if "optimizer" not in payload:  # weights only (an imported checkpoint): a new run from them, at step 0
+        if state.ema is not None:
+            state.ema.shadow = [p.detach().clone() for p in state.ema.params]
+        return
     if "live_params" in payload:  # "model" held the average: the parameters come next
         with torch.no_grad():
             if state.ema is not None:
@@ -196,6 +200,10 @@ def resume_state(state: TrainState, resume_from: str | Path, say: Callable[[str]
     if changed:
         say(f"[train] warning: config differs from the checkpoint's in {', '.join(changed)}")
     restore(state, payload)
+    if "optimizer" not in payload:
+        say(f"[train] starting from the weights of {resume_from} (they carry no optimizer or data state: "
+            "a new run from step 0)")
+        return {}
     say(f"[train] resumed from {resume_from} at step {state.step}")
     return dict(payload["metrics"])
 

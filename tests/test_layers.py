@@ -22,10 +22,11 @@ LAYERS = [
               "hrm.render"]),
     ("tasks", ["hrm.tasks.base", "hrm.tasks.sudoku", "hrm.tasks.maze", "hrm.tasks.arc", "hrm.tasks", "hrm.dataset"]),
     ("runtime", ["hrm.runtime", "hrm.compute", "hrm.optim", "hrm.checkpoint", "hrm.runlog"]),
-    ("training and evaluation", ["hrm.evaluate", "hrm.inference", "hrm.train_state", "hrm.train", "hrm.seeds"]),
+    ("training and evaluation", ["hrm.evaluate", "hrm.inference", "hrm.train_state", "hrm.train", "hrm.seeds",
+                                 "hrm.importer"]),
     ("search and store", ["hrm.search.space", "hrm.search.spacefile", "hrm.search.trials", "hrm.search.study", "hrm.search",
                           "hrm.artifact_index", "hrm.artifact_rows", "hrm.artifacts", "hrm.report_figures", "hrm.report"]),
-    ("entry points", ["hrm.cli_artifacts", "hrm.cli_data", "hrm.cli_eval", "hrm.cli", "hrm.jobs"]),
+    ("entry points", ["hrm.cli_artifacts", "hrm.cli_data", "hrm.cli_eval", "hrm.cli_import", "hrm.cli", "hrm.jobs"]),
 ]
 
 
