@@ -27,6 +27,13 @@ def add_parser(sub) -> None:
     p.add_argument("--metric", default="pass@2", help="what --ensemble best-K ranks by (default: pass@2)")
     p.add_argument("--mmax", type=int_at_least(1), metavar="N",
                    help="segments each sample runs (model.eval_halt_max_steps; default: the checkpoint's)")
+    p.add_argument("--paths", type=int_at_least(1), default=1, metavar="K",
+                   help="parallel latent paths per sample, the Q head choosing (path 0 is the plain one; default 1)")
+    p.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
+                   help="std of the Gaussian noise added to paths 1..K-1's latent after every segment")
+    p.add_argument("--noise-on", choices=["L", "H", "HL"], default="L",
+                   help="the latent that gets the noise: L (z_L, TRM's z; default), H (z_H, TRM's y) or both")
+    p.add_argument("--noise-seed", type=int, default=0, help="seed of the paths' noise (default 0)")
     p.add_argument("--data", help="dataset folder (default: the one in the checkpoint's config)")
     p.add_argument("--split", choices=["test", "train"], default="test")
     p.add_argument("--limit", type=int_at_least(0), default=0, help="first N rows only (0 = all)")
@@ -42,6 +49,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from hrm.evaluate import Paths
     from hrm.inference import evaluate_checkpoint, result_files
     from hrm.storage import write_json
     from hrm.storage import check_folder
@@ -58,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
             check_folder(f"--{flag}", getattr(args, flag))
     if args.data and not Path(args.data).is_dir():
         raise UsageError(f"--data {args.data} is not a dataset folder")
+    if args.noise < 0 or args.noise != args.noise:
+        raise UsageError(f"--noise {args.noise}: must be a number >= 0")
+    if args.noise > 0 and args.paths < 2:
+        raise UsageError("--noise needs --paths >= 2 (path 0 is always the noise-free one)")
     if args.experiment and not args.ensemble:
         raise UsageError("--experiment names the experiment of --ensemble best-K; it needs --ensemble")
     with contextlib.ExitStack() as stack:
@@ -71,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             paths if args.ensemble else paths[0], data=args.data, split=args.split, device=args.device,
             verified=verified, mmax=args.mmax, batch_size=args.batch_size, limit=args.limit, views=args.views,
             ks=tuple(args.k), keep_examples=args.render_count if args.render else 0,
+            paths=Paths(args.paths, args.noise, args.noise_on, args.noise_seed),
         )
     task = split.meta["task"]
     if args.render:

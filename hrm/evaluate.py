@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from hrm import tasks
+from hrm.config import ConfigError
 from hrm.runtime import autocast
 from hrm.tasks.base import TaskEval, Views
 from hrm.data.loader import Split
@@ -42,14 +43,53 @@ from hrm.model.act import Recurrent
 from hrm.model.losses import IGNORE_LABEL
 
 
+NOISE_ON = ("L", "H", "HL")  # which latent the paths' noise goes on: z_L (TRM's z), z_H (TRM's y), both
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Parallel latent paths at inference (PTRM's test-time scaling): `k` trajectories of each
+    sample; after every segment, paths 1..k-1 get Gaussian noise of std `noise` added to the
+    latent `on` (path 0 never does: it is the plain evaluation, and more paths cannot change
+    it). Path k's noise comes from its own generator, seeded by (`seed`, batch, k), so a
+    path's trajectory does not depend on how many others run. At each kept segment the path
+    with the highest q_halt logit gives the sample's answer (the lowest index on ties)."""
+
+    k: int = 1
+    noise: float = 0.0
+    on: str = "L"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or not self.noise >= 0 or self.on not in NOISE_ON:
+            raise ConfigError(f"paths: k >= 1, noise >= 0 and noise on one of {', '.join(NOISE_ON)}; got k={self.k}, "
+                              f"noise={self.noise}, on={self.on!r}")
+
+    def for_batch(self, start: int) -> "Paths":
+        return replace(self, seed=int(np.random.SeedSequence([self.seed, start]).generate_state(1)[0]))
+
+
 @torch.no_grad()
-def predict_at(model: Recurrent, batch: dict[str, torch.Tensor], steps: list[int]) -> dict[int, dict[str, torch.Tensor]]:
+def predict_at(model: Recurrent, batch: dict[str, torch.Tensor], steps: list[int],
+               paths: Paths | None = None) -> dict[int, dict[str, torch.Tensor]]:
     """Run a fresh carry for max(steps) segments and keep the outputs after each of `steps`:
     {s: preds, q_halt, halt_step}, halt_step being the first segment < s where the Q head
-    chose to halt (s if none). One pass serves every s (inference-time scaling)."""
+    chose to halt (s if none). One pass serves every s (inference-time scaling). With
+    `paths`, each sample's answer is its chosen path's (`Paths`)."""
+    per_path = trajectories(model, batch, steps, paths or Paths())
+    return {s: choose_path(out) for s, out in per_path.items()}
+
+
+@torch.no_grad()
+def trajectories(model: Recurrent, batch: dict[str, torch.Tensor], steps: list[int],
+                 paths: Paths) -> dict[int, dict[str, torch.Tensor]]:
+    """`predict_at`'s outputs for every path, each with a leading path axis of size paths.k."""
     was_training = model.training
     model.eval()
-    carry = model.reset_halted(model.initial_carry(batch["inputs"], batch["labels"], batch["puzzle_ids"]))
+    K, B = paths.k, batch["inputs"].shape[0]
+    rows = {key: batch[key].repeat(K, *([1] * (batch[key].dim() - 1))) for key in ("inputs", "labels", "puzzle_ids")}
+    carry = model.reset_halted(model.initial_carry(rows["inputs"], rows["labels"], rows["puzzle_ids"]))
+    gens = [torch.Generator(device=carry.z_H.device).manual_seed(paths.seed * 1009 + i) for i in range(1, K)]
     first_halt = torch.full_like(carry.steps, max(steps) + 1)
     kept: dict[int, dict[str, torch.Tensor]] = {}
     for s in range(1, max(steps) + 1):
@@ -57,9 +97,30 @@ def predict_at(model: Recurrent, batch: dict[str, torch.Tensor], steps: list[int
         if s in steps:
             halt_step = torch.where(first_halt < s, first_halt, torch.full_like(first_halt, s))
             kept[s] = {"preds": out["logits"].argmax(-1), "q_halt": out["q_halt"], "halt_step": halt_step}
+            kept[s] = {key: v.reshape(K, B, *v.shape[1:]) for key, v in kept[s].items()}
         first_halt = torch.where(model.wants_halt(out) & (first_halt > s), torch.full_like(first_halt, s), first_halt)
+        if K > 1 and paths.noise > 0 and s < max(steps):
+            carry = _perturbed(carry, gens, paths, B)
     model.train(was_training)
     return kept
+
+
+def _perturbed(carry, gens: list[torch.Generator], paths: Paths, B: int):
+    """The carry with each noisy path's latent moved by its own Gaussian draw."""
+    changes = {}
+    for name in (("z_L",) if paths.on == "L" else ("z_H",) if paths.on == "H" else ("z_H", "z_L")):
+        z = getattr(carry, name)
+        draws = [torch.randn(z[:B].shape, generator=g, device=z.device, dtype=torch.float32) for g in gens]
+        noise = torch.cat([torch.zeros_like(draws[0]), *draws]) * paths.noise
+        changes[name] = (z.float() + noise).to(z.dtype)
+    return replace(carry, **changes)
+
+
+def choose_path(out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each sample's outputs from its path of highest q_halt (argmax: the first on ties)."""
+    best = out["q_halt"].argmax(0)
+    pick = torch.arange(best.shape[0], device=best.device)
+    return {key: v[best, pick] for key, v in out.items()}
 
 
 def predict(model: Recurrent, batch: dict[str, torch.Tensor], steps: int | None = None) -> dict[str, torch.Tensor]:
@@ -139,11 +200,12 @@ def run_eval(
     seed: int = 0,
     keep_examples: int = 0,
     steps: int | None = None,
+    paths: Paths | None = None,
 ) -> EvalResult:
     """Evaluate one model, or an ensemble (a list: every member's every view is a vote), at
     `steps` segments (default: each model's eval Mmax)."""
     return run_eval_at(model, split, [steps], batch_size=batch_size, limit=limit, views=views, ks=ks, device=device,
-                       dtype=dtype, seed=seed, keep_examples=keep_examples)[steps]
+                       dtype=dtype, seed=seed, keep_examples=keep_examples, paths=paths)[steps]
 
 
 def run_eval_at(
@@ -159,8 +221,10 @@ def run_eval_at(
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
     keep_examples: int = 0,
+    paths: Paths | None = None,
 ) -> dict[int | None, EvalResult]:
     """`run_eval` at each of several Mmax values in one pass of max(steps) segments."""
+    paths = paths or Paths()
     models = list(model) if isinstance(model, (list, tuple)) else [model]
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     te = task_eval(split)
@@ -171,29 +235,12 @@ def run_eval_at(
     questions = _shard(qt_all, rank, world)
     ks = tuple(sorted(set(ks) | {1, 2}))
     v = te.views(questions, views, seed)
-    M = len(v.question)
     per_step: dict[int | None, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {s: [] for s in steps}
     for member in models:
-        want = {s: s or member.cfg.eval_steps for s in steps}
-        preds = {s: np.zeros_like(v.labels) for s in steps}
-        q_halt = {s: np.zeros(M, dtype=np.float32) for s in steps}
-        halt_step = {s: np.zeros(M, dtype=np.float64) for s in steps}
         with autocast(device, dtype):
-            for start in range(0, M, batch_size):
-                sl = slice(start, start + batch_size)
-                batch = {
-                    "inputs": torch.from_numpy(v.inputs[sl].astype(np.int64)).to(device),
-                    "labels": torch.from_numpy(v.labels[sl].astype(np.int64)).to(device),
-                    "puzzle_ids": torch.from_numpy(v.puzzle_ids[sl].astype(np.int64)).to(device),
-                }
-                out = predict_at(member, batch, sorted(set(want.values())))
-                for s in steps:
-                    o = out[want[s]]
-                    preds[s][sl] = o["preds"].cpu().numpy()
-                    q_halt[s][sl] = o["q_halt"].float().cpu().numpy()
-                    halt_step[s][sl] = o["halt_step"].cpu().numpy()
+            outputs = _member_outputs(member, v, steps, batch_size, device, paths)
         for s in steps:
-            per_step[s].append((preds[s], q_halt[s], halt_step[s]))
+            per_step[s].append(outputs[s])
     votes = _members(v, len(models))
     results = {}
     for s in steps:
@@ -201,11 +248,34 @@ def run_eval_at(
         result = score_views(te, votes, questions, preds, q_halt, halt_step, ks, views, keep_examples, device)
         if len(models) > 1:
             result.metrics["ensemble_members"] = float(len(models))
-        # Inference compute per question: every member's every view runs all its segments.
-        result.metrics["inference_flops"] = float(views * sum(
+        if paths.k > 1:
+            result.metrics["paths"] = float(paths.k)
+        # Inference compute per question: every member's every view runs all its segments on every path.
+        result.metrics["inference_flops"] = float(views * paths.k * sum(
             (s or m.cfg.eval_steps) * flops_per_segment(m.cfg, m.seq_len, m.vocab_size, training=False) for m in models))
         results[s] = result
     return results
+
+
+def _member_outputs(member: Recurrent, v: Views, steps: list[int | None], batch_size: int, device: torch.device,
+                    paths: Paths) -> dict[int | None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """One model's (preds, q_halt, halt_step) for every view, at each of `steps` (None: its eval Mmax)."""
+    M = len(v.question)
+    want = {s: s or member.cfg.eval_steps for s in steps}
+    preds = {s: np.zeros_like(v.labels) for s in steps}
+    q_halt = {s: np.zeros(M, dtype=np.float32) for s in steps}
+    halt_step = {s: np.zeros(M, dtype=np.float64) for s in steps}
+    for start in range(0, M, batch_size):
+        sl = slice(start, start + batch_size)
+        batch = {key: torch.from_numpy(getattr(v, key)[sl].astype(np.int64)).to(device)
+                 for key in ("inputs", "labels", "puzzle_ids")}
+        out = predict_at(member, batch, sorted(set(want.values())), paths.for_batch(start))
+        for s in steps:
+            o = out[want[s]]
+            preds[s][sl] = o["preds"].cpu().numpy()
+            q_halt[s][sl] = o["q_halt"].float().cpu().numpy()
+            halt_step[s][sl] = o["halt_step"].cpu().numpy()
+    return {s: (preds[s], q_halt[s], halt_step[s]) for s in steps}
 
 
 def _members(v: Views, n: int) -> Views:

@@ -1,0 +1,115 @@
+"""Parallel latent paths at inference (`hrm eval --paths K --noise SIGMA`): K noisy trajectories
+of each sample, the Q head choosing; path 0 is the plain evaluation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hrm.config import ConfigError, DataConfig, ModelConfig, SudokuConfig
+from hrm.data.loader import Split
+from hrm.dataset import build_dataset
+from hrm.evaluate import Paths, choose_path, run_eval, run_eval_at, task_eval, trajectories
+from hrm.model import HRM, TRM
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    root = tmp_path_factory.mktemp("paths")
+    cfg = DataConfig(root=str(root), num_train=20, num_test=40, num_aug=1,
+                     sudoku=SudokuConfig(size=6, difficulty="easy", blanks=8))
+    return Split.load(build_dataset(cfg, root / "d"), "test")
+
+
+def _model(tiny, family: str):
+    """A fresh tiny model whose Q head reads the state (initialised, it is 0 and says -5 everywhere)."""
+    torch.manual_seed(0)
+    cfg = dict(tiny.BASE["model"], halt_max_steps=4)
+    if family == "trm":
+        cfg.update(arch="trm")
+    model = (TRM if family == "trm" else HRM)(ModelConfig(**cfg), vocab_size=8, seq_len=36, num_puzzle_ids=1)
+    with torch.no_grad():
+        model.q_head.weight.normal_(0, 0.5)
+        model.q_head.bias.zero_()
+    return model
+
+
+def _batch(split: Split, n: int = 16) -> dict[str, torch.Tensor]:
+    v = task_eval(split).views(np.arange(n), 1, 0)  # the questions as evaluation feeds them
+    return {key: torch.from_numpy(getattr(v, key).astype(np.int64)) for key in ("inputs", "labels", "puzzle_ids")}
+
+
+@pytest.mark.parametrize("family", ["hrm", "trm"])
+def test_one_path_without_noise_is_the_plain_evaluation(split, tiny, family):
+    model = _model(tiny, family)
+    plain = run_eval_at(model, split, [1, 2, 4], batch_size=16, views=2)
+    for paths in (Paths(1, 0.0), Paths(3, 0.0)):  # three noise-free paths are three copies of the plain one
+        got = run_eval_at(model, split, [1, 2, 4], batch_size=16, views=2, paths=paths)
+        for s in (1, 2, 4):
+            want = dict(plain[s].metrics, inference_flops=plain[s].metrics["inference_flops"] * paths.k)
+            if paths.k > 1:
+                want["paths"] = float(paths.k)
+            assert got[s].metrics == pytest.approx(want)
+
+
+@pytest.mark.parametrize("family", ["hrm", "trm"])
+def test_more_paths_never_change_a_path_s_trajectory(split, tiny, family):
+    model = _model(tiny, family)
+    batch = _batch(split)
+    one = trajectories(model, batch, [1, 2, 4], Paths(1))
+    three = trajectories(model, batch, [1, 2, 4], Paths(3, 0.3, "HL", seed=5))
+    five = trajectories(model, batch, [1, 2, 4], Paths(5, 0.3, "HL", seed=5))
+    for s in (1, 2, 4):
+        assert torch.equal(three[s]["preds"][0], one[s]["preds"][0])  # path 0: the plain evaluation
+        assert torch.allclose(three[s]["q_halt"][0], one[s]["q_halt"][0], atol=1e-5)
+        for k in (1, 2):  # a noisy path's draw is its own, however many others run
+            assert torch.allclose(five[s]["q_halt"][k], three[s]["q_halt"][k], atol=1e-5)
+    # the noise moves the noisy paths (after the first segment, where it is first applied)
+    assert not torch.allclose(three[4]["q_halt"][1], three[4]["q_halt"][0], atol=1e-3)
+    assert torch.equal(three[1]["q_halt"][1], three[1]["q_halt"][0])
+
+
+def test_the_q_head_chooses_the_path_and_a_seed_reproduces(split, tiny):
+    out = {"q_halt": torch.tensor([[0.1, 2.0, -1.0], [0.5, 2.0, -3.0], [0.3, 1.0, -2.0]]),
+           "preds": torch.arange(9).reshape(3, 3, 1), "halt_step": torch.ones(3, 3)}
+    chosen = choose_path(out)  # sample 0: path 1; sample 1: paths 0 and 1 tie at 2.0 -> path 0; sample 2: path 2
+    assert chosen["q_halt"].tolist() == [0.5, 2.0, -1.0] and chosen["preds"][:, 0].tolist() == [3, 1, 2]
+
+    model = _model(tiny, "hrm")
+    a = run_eval(model, split, batch_size=16, views=2, steps=4, paths=Paths(4, 0.5, seed=1))
+    b = run_eval(model, split, batch_size=16, views=2, steps=4, paths=Paths(4, 0.5, seed=1))
+    assert a.metrics == b.metrics and a.ranked == b.ranked
+    batch = _batch(split)
+    other = [trajectories(model, batch, [4], Paths(2, 0.5, seed=seed))[4]["q_halt"][1] for seed in (1, 2)]
+    assert not torch.equal(*other)
+
+
+def test_bad_paths_are_refused(split, tiny):
+    with pytest.raises(ConfigError, match="noise on one of L, H, HL"):
+        Paths(2, 0.1, "Z")
+    with pytest.raises(ConfigError, match="k >= 1"):
+        Paths(0)
+
+
+def test_the_cli_takes_paths_with_mmax_and_views(tmp_path, capsys):
+    from hrm.cli import main
+    from tests.test_import import TINY, write_release
+
+    write_release(tmp_path / "release", "hrm", TINY)
+    ckpt = tmp_path / "ckpt"
+    quick = ["--set", "data.num_train=16", "--set", "data.num_test=8", "--set", "data.num_aug=0",
+             "--set", f"data.root={tmp_path / 'data'}"]
+    assert main(["import", "hrm", str(tmp_path / "release"), "--out", str(ckpt), *quick]) == 0
+    capsys.readouterr()
+    base = ["eval", "--checkpoint", str(ckpt), "--mmax", "2", "--views", "2"]
+    assert main(base) == 0
+    plain = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main([*base, "--paths", "3", "--noise", "0.2", "--noise-on", "H"]) == 0
+    noisy = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert noisy["paths"] == 3 and noisy["inference_flops"] == pytest.approx(3 * plain["inference_flops"])
+    assert main([*base, "--noise", "0.2"]) == 2
+    err = capsys.readouterr().err
+    assert "--noise needs --paths >= 2" in err and len(err.strip().splitlines()) == 1
