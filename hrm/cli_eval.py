@@ -34,6 +34,9 @@ def add_parser(sub) -> None:
     p.add_argument("--noise-on", choices=["L", "H", "HL"], default="L",
                    help="the latent that gets the noise: L (z_L, TRM's z; default), H (z_H, TRM's y) or both")
     p.add_argument("--noise-seed", type=int, default=0, help="seed of the paths' noise (default 0)")
+    p.add_argument("--frontier", action="store_true",
+                   help="pass@2 against inference FLOPs at Mmax 1, 2, 4, ... (up to --mmax, default 4x the training "
+                        "Mmax) x views {1, --views} x paths {1, --paths}, and its Pareto front (JSON; frontier.json in --out)")
     p.add_argument("--data", help="dataset folder (default: the one in the checkpoint's config)")
     p.add_argument("--split", choices=["test", "train"], default="test")
     p.add_argument("--limit", type=int_at_least(0), default=0, help="first N rows only (0 = all)")
@@ -70,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--noise {args.noise}: must be a number >= 0")
     if args.noise > 0 and args.paths < 2:
         raise UsageError("--noise needs --paths >= 2 (path 0 is always the noise-free one)")
+    if args.frontier and args.render:
+        raise UsageError("--frontier and --render: render pictures from one evaluation, without --frontier")
     if args.experiment and not args.ensemble:
         raise UsageError("--experiment names the experiment of --ensemble best-K; it needs --ensemble")
     with contextlib.ExitStack() as stack:
@@ -79,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
             paths, verified = [stack.enter_context(store_of(args).local_copy(args.artifact))[0]], True  # checked
         else:
             paths, verified = [args.checkpoint], False
+        if args.frontier:
+            return _frontier(args, paths if args.ensemble else paths[0], verified)
         result, split = evaluate_checkpoint(
             paths if args.ensemble else paths[0], data=args.data, split=args.split, device=args.device,
             verified=verified, mmax=args.mmax, batch_size=args.batch_size, limit=args.limit, views=args.views,
@@ -97,6 +104,21 @@ def run(args: argparse.Namespace) -> int:
         for name, content in result_files(result, split).items():
             write_json(Path(args.out) / name, content)
     print(json.dumps(result.metrics))
+    return 0
+
+
+def _frontier(args: argparse.Namespace, checkpoints, verified: bool) -> int:
+    from hrm.evaluate import Paths
+    from hrm.inference import frontier, scaling_steps
+    from hrm.storage import write_json
+
+    grid = [Paths(1)] + ([Paths(args.paths, args.noise, args.noise_on, args.noise_seed)] if args.paths > 1 else [])
+    found = frontier(checkpoints, views=[1, args.views], paths=grid, data=args.data, split=args.split,
+                     device=args.device, verified=verified, batch_size=args.batch_size, limit=args.limit,
+                     mmax=scaling_steps(args.mmax, 1) if args.mmax else None, ks=tuple(args.k))
+    if args.out:
+        write_json(Path(args.out) / "frontier.json", found)
+    print(json.dumps(found))
     return 0
 
 

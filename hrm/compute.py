@@ -15,7 +15,8 @@ train.eval_interval is in the budget's unit (steps for epochs). A run evaluates 
 first step whose counter reaches each multiple of the interval, and at its last step; it
 stops at the first step whose counter reaches the budget. Two settings that differ in
 cost per step are therefore evaluated, compared by ASHA (scheduler.time_attr samples or
-flops) and stopped at the same compute, give or take one step.
+flops) and stopped at the same compute, give or take one step. `pareto_front` keeps the
+points of a metric against compute (training or inference) that no cheaper point beats.
 """
 
 from __future__ import annotations
@@ -73,3 +74,14 @@ def run_counters(cfg: Config, seq_len: int, vocab_size: int) -> dict[str, Any]:
     if last is None:
         return {"eval_round": None, **{name: None for name in COUNTERS}}
     return {"eval_round": len(eval_steps(cfg, cost, last)), **spent(cost, last)}
+
+
+def pareto_front(points: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
+    """The points no other point beats at less or equal `compute` (ascending compute)."""
+    sign = 1.0 if mode == "max" else -1.0
+    front, best = [], -math.inf
+    for p in sorted(points, key=lambda p: (p["compute"], -sign * p["value"])):
+        if sign * p["value"] > best:
+            front.append(p)
+            best = sign * p["value"]
+    return front

@@ -14,7 +14,8 @@ from hrm.config import ConfigError
 from hrm.checkpoint import load_model, seed_folders, verify_checkpoint
 from hrm.data.loader import Split
 from hrm.dataset import ensure_dataset
-from hrm.evaluate import EvalResult, run_eval, run_eval_at, task_eval
+from hrm.compute import pareto_front
+from hrm.evaluate import EvalResult, Paths, run_eval, run_eval_at, task_eval
 from hrm.runtime import resolve_dtype
 
 
@@ -25,8 +26,38 @@ def evaluate_checkpoint(
     """Load a checkpoint folder, or several as an ensemble (each checked against its manifest
     unless `verified`), and `run_eval` on the first one's dataset (or `data`), at `mmax`
     segments (default: each checkpoint's eval Mmax); `options` go to run_eval (views, ks,
-    limit, batch_size, keep_examples). An ensemble's checkpoints must share one task and
+    limit, batch_size, keep_examples, paths). An ensemble's checkpoints must share one task and
     dataset shape (vocabulary, sequence length, puzzle ids)."""
+    models, cfg, data_split, dev = _loaded(path, data, split, device, verified)
+    options.setdefault("batch_size", 256)
+    return run_eval(models, data_split, device=dev, dtype=eval_dtype(cfg, dev), steps=mmax, **options), data_split
+
+
+def frontier(
+    path: str | Path | list[str | Path], *, views: list[int], paths: list[Paths], mmax: list[int] | None = None,
+    data: str | Path | None = None, split: str = "test", device: str = "cpu", verified: bool = False,
+    metric: str = "pass@2", **options: Any,
+) -> dict[str, Any]:
+    """The inference-compute frontier of a checkpoint (or an ensemble): `metric` and its se
+    against inference FLOPs per question at every Mmax (default: 1, 2, 4, ... up to 4x the
+    training Mmax) x views x paths, each (views, paths) in one pass over the Mmax values, and
+    the Pareto front (the points no cheaper or equally cheap point beats)."""
+    models, cfg, data_split, dev = _loaded(path, data, split, device, verified)
+    steps = sorted(set(mmax or scaling_steps(cfg.model.halt_max_steps, 4)))
+    options.setdefault("batch_size", 256)
+    points = []
+    for v in sorted(set(views)):
+        for p in paths:
+            results = run_eval_at(models, data_split, steps, views=v, paths=p, device=dev, dtype=eval_dtype(cfg, dev),
+                                  **options)
+            points += [{"mmax": s, "views": v, "paths": p.k, "compute": results[s].metrics["inference_flops"],
+                        "value": results[s].metrics[metric], "se": results[s].metrics.get(f"{metric}_se")}
+                       for s in steps]
+    return {"metric": metric, "members": len(models), "points": points, "front": pareto_front(points, "max")}
+
+
+def _loaded(path: str | Path | list[str | Path], data: str | Path | None, split: str, device: str, verified: bool):
+    """(models, config, split, device) of checkpoint(s) and their dataset (or `data`), checked to fit."""
     dev = torch.device(device)
     models, cfg = load_members(path if isinstance(path, (list, tuple)) else [path], dev, verified)
     folder = Path(data) if data else ensure_dataset(cfg.data)
@@ -36,8 +67,7 @@ def evaluate_checkpoint(
         raise ConfigError(f"dataset {folder}: {meta['task']} with vocabulary {meta['vocab_size']} and sequence length "
                           f"{meta['seq_len']}; the checkpoint's model is {cfg.data.task} with {model.vocab_size} and "
                           f"{model.seq_len}")
-    options.setdefault("batch_size", 256)
-    return run_eval(models, data_split, device=dev, dtype=eval_dtype(cfg, dev), steps=mmax, **options), data_split
+    return models, cfg, data_split, dev
 
 
 def eval_dtype(cfg: Any, device: torch.device) -> torch.dtype:

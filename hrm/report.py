@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import pyarrow.fs as pafs
 
+from hrm.compute import pareto_front
 from hrm.config import ConfigError
 from hrm.search.study import journal_uri, load as load_study
 from hrm.storage import is_uri, open_uri, upload_dir
@@ -242,17 +243,6 @@ def _per_seed(trials: list[Trial]) -> dict[int, tuple[float, float]]:
     seeds, n = sorted(set.intersection(*(set(t.seeds) for t in trials))), len(trials)
     return {s: (sum(t.seeds[s][0] for t in trials) / n, math.sqrt(sum(t.seeds[s][1] ** 2 for t in trials)) / n)
             for s in seeds}
-
-
-def pareto_front(points: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
-    """The points no other point beats at less or equal `compute` (ascending compute)."""
-    sign = 1.0 if mode == "max" else -1.0
-    front, best = [], -math.inf
-    for p in sorted(points, key=lambda p: (p["compute"], -sign * p["value"])):
-        if sign * p["value"] > best:
-            front.append(p)
-            best = sign * p["value"]
-    return front
 
 
 def _evaluator(n: int) -> tuple[Any, str]:

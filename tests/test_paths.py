@@ -113,3 +113,36 @@ def test_the_cli_takes_paths_with_mmax_and_views(tmp_path, capsys):
     assert main([*base, "--noise", "0.2"]) == 2
     err = capsys.readouterr().err
     assert "--noise needs --paths >= 2" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_frontier_spans_mmax_views_and_paths_and_keeps_its_pareto_front(tmp_path, capsys):
+    from hrm.cli import main
+    from tests.test_import import TINY, write_release
+
+    write_release(tmp_path / "release", "hrm", TINY)
+    ckpt = tmp_path / "ckpt"
+    quick = ["--set", "data.num_train=16", "--set", "data.num_test=8", "--set", "data.num_aug=0",
+             "--set", f"data.root={tmp_path / 'data'}"]
+    assert main(["import", "hrm", str(tmp_path / "release"), "--out", str(ckpt), *quick]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(ckpt), "--mmax", "2"]) == 0
+    plain = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out = tmp_path / "front"
+    assert main(["eval", "--checkpoint", str(ckpt), "--frontier", "--mmax", "4", "--views", "2", "--paths", "2",
+                 "--noise", "0.2", "--out", str(out)]) == 0
+    found = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert json.loads((out / "frontier.json").read_text()) == found
+    points = found["points"]
+    assert sorted((p["mmax"], p["views"], p["paths"]) for p in points) == [
+        (m, v, k) for m in (1, 2, 4) for v in (1, 2) for k in (1, 2)]
+    per_segment = plain["inference_flops"] / 2  # one view, one path, Mmax 2
+    for p in points:
+        assert p["compute"] == pytest.approx(per_segment * p["mmax"] * p["views"] * p["paths"])
+        assert 0 <= p["value"] <= 1 and p["se"] >= 0
+    (same,) = [p for p in points if (p["mmax"], p["views"], p["paths"]) == (2, 1, 1)]
+    assert same["value"] == plain["pass@2"]
+    front = found["front"]
+    assert front and [p["compute"] for p in front] == sorted(p["compute"] for p in front)
+    assert all(b["value"] > a["value"] for a, b in zip(front, front[1:]))
+    for p in points:  # nothing off the front beats a front point at no more compute
+        assert not any(p["compute"] <= f["compute"] and p["value"] > f["value"] for f in front)

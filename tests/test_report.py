@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hrm.report import ReportError, Trial, compare, paired_bootstrap, pareto_front, write_report
+from hrm.compute import pareto_front
+from hrm.report import ReportError, Trial, compare, paired_bootstrap, write_report
 from hrm.report_figures import fmt
 
 N_QUESTIONS = 400
