@@ -1,4 +1,4 @@
-"""`hrm import {hrm,trm}`: a checkpoint of the published reference code as one of ours."""
+"""`hrm import {hrm,trm,urm}`: a checkpoint of the published reference code as one of ours."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from hrm.errors import UsageError
 def add_parser(sub) -> None:
     from hrm.importer import FAMILIES
 
-    p = sub.add_parser("import", help="convert a checkpoint of the published HRM or TRM code into ours")
+    p = sub.add_parser("import", help="convert a checkpoint of the published HRM, TRM or URM code into ours")
     p.add_argument("family", choices=FAMILIES, help="which reference wrote the checkpoint")
-    p.add_argument("source", help="its release folder (weights file and all_config.yaml) or its step_<N> file")
+    p.add_argument("source", help="its release folder (weights file and its config) or its step_<N> (URM: step_<N>.pt) file")
     p.add_argument("--out", required=True, metavar="DIR", help="our checkpoint folder to write (must not exist)")
     p.add_argument("--config", help="our config of the task it was trained on, whose data section is used "
                                     "(default: the shipped config named by the reference's data path)")

@@ -1,11 +1,12 @@
-"""`hrm import {hrm,trm}`: a checkpoint of the published reference code as one of ours.
+"""`hrm import {hrm,trm,urm}`: a checkpoint of the published reference code as one of ours.
 
 The references save (see docs/import.md for where each fact comes from):
 - HRM and TRM: a bare `model.state_dict()` in a file `step_<N>` (no extension), every key
   prefixed by torch.compile's and the ACT wrapper's `_orig_mod.model.inner.`, with
   `all_config.yaml` beside it (their run's config, keys sorted);
 - URM: `step_<N>.pt`, a dict holding `model_state_dict` (same prefix) among optimizer and
-  RNG states, and its config beside it.
+  RNG states, and its config beside it (all_config.yaml, or the config.yaml its code writes);
+  its one stack `layers.*` is our `net`, its `init_hidden` our `H_init`.
 Files are read with `torch.load(weights_only=True)`: tensors and plain containers only, so
 loading never runs code from the file. Every tensor of the file must find its place in our
 model and every parameter and buffer of our model must be filled, else one line names what
@@ -29,16 +30,18 @@ from hrm.checkpoint import fits, sha256_of, write_checkpoint_folder
 from hrm.config import Config, ConfigError, from_dict, load_config, to_dict
 from hrm.dataset import task_spec
 
-FAMILIES = ("hrm", "trm")
+FAMILIES = ("hrm", "trm", "urm")
 PREFIXES = ("_orig_mod.model.inner.", "model.inner.", "_orig_mod.")
 # Reference key -> ours, by part: the network modules first, then the pieces every family shares.
 _SHARED = {"embed_tokens.embedding_weight": "embed_tokens.weight", "lm_head.weight": "lm_head.weight",
            "q_head.weight": "q_head.weight", "q_head.bias": "q_head.bias", "puzzle_emb.weights": "puzzle_emb.table",
-           "embed_pos.embedding_weight": "embed_pos.weight", "H_init": "H_init", "L_init": "L_init"}
+           "embed_pos.embedding_weight": "embed_pos.weight", "H_init": "H_init", "L_init": "L_init",
+           "init_hidden": "H_init"}
 _LAYER = {"self_attn.qkv_proj.weight": "attn.qkv.weight", "self_attn.o_proj.weight": "attn.out.weight",
           "mlp_t.gate_up_proj.weight": "attn.mlp.gate_up.weight", "mlp_t.down_proj.weight": "attn.mlp.down.weight",
-          "mlp.gate_up_proj.weight": "mlp.gate_up.weight", "mlp.down_proj.weight": "mlp.down.weight"}
-_STACKS = {"hrm": {"H_level": "H", "L_level": "L"}, "trm": {"L_level": "net"}}
+          "mlp.gate_up_proj.weight": "mlp.gate_up.weight", "mlp.down_proj.weight": "mlp.down.weight",
+          "mlp.dwconv.weight": "mlp.conv.weight", "mlp.dwconv.bias": "mlp.conv.bias"}
+_STACKS = {"hrm": {"H_level": "H", "L_level": "L"}, "trm": {"L_level": "net"}, "urm": {"": "net"}}
 _LAYER_KEY = re.compile(r"^(?:(H_level|L_level)\.)?layers\.(\d+)\.(.+)$")
 
 
@@ -97,10 +100,10 @@ def find_files(source: Path) -> tuple[Path, Path]:
         if not steps:
             raise ConfigError(f"{source}: no step_<N>, step_<N>.pt or checkpoint file in the folder")
         source = steps[-1]
-    config = folder / "all_config.yaml"
-    if not config.is_file():
-        raise ConfigError(f"{folder}: no all_config.yaml beside {source.name} (the reference writes it with the "
-                          "checkpoint; it holds the architecture)")
+    config = next((folder / n for n in ("all_config.yaml", "config.yaml") if (folder / n).is_file()), None)
+    if config is None:
+        raise ConfigError(f"{folder}: no all_config.yaml (or URM's config.yaml) beside {source.name} (the reference "
+                          "writes it with the checkpoint; it holds the architecture)")
     return source, config
 
 
@@ -140,6 +143,8 @@ def _model(family: str, arch: dict[str, Any]) -> dict[str, Any]:
              "puzzle_emb": int(arch.get("puzzle_emb_ndim", arch["hidden_size"])) > 0}
     if family == "hrm":
         model.update(H_layers=arch["H_layers"], L_layers=arch["L_layers"])
+    elif family == "urm":
+        model.update(L_layers=arch["num_layers"])
     elif family == "trm":
         model.update(L_layers=arch["L_layers"], mixer="mlp" if arch.get("mlp_t") else "attention",
                      puzzle_positions=int(arch.get("puzzle_emb_len", 16)))
@@ -185,8 +190,6 @@ def import_checkpoint(family: str, source: str | Path, out: str | Path, *, confi
     ref = reference_config(config_file)
     state, fmt, step = read_state(weights)
     found = detect_family(state)
-    if found == "urm":
-        raise ConfigError(f"{weights}: a URM checkpoint (by its keys); URM is not in the model family yet")
     if found != family:
         raise ConfigError(f"{weights}: a {found or 'unknown'} checkpoint (by its keys), not {family}: "
                           f"use `hrm import {found}`" if found else f"{weights}: no {family} modules in its keys")

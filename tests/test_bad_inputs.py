@@ -63,7 +63,7 @@ CASES = {
                             "give exactly one of train.steps, train.epochs, train.samples, train.flops"),
     "config: missing file": ({}, ["hrm", "train", "--config", "nope.yaml"], "config file not found: nope.yaml"),
     "config: unknown arch": ({}, ["hrm", "train", "--config", "quickstart", "--set", "model.arch=rnn"],
-                             "'model.arch' must be one of 'hrm', 'trm', 'transformer'"),
+                             "'model.arch' must be one of 'hrm', 'trm', 'urm', 'transformer'"),
     "config: a key the arch does not use": ({}, ["hrm", "train", "--config", "quickstart", "--set", "model.arch=trm",
                                                  "--set", "model.H_layers=2"],
                                             "model.H_layers does not apply to model.arch 'trm'"),

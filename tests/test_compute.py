@@ -1,4 +1,4 @@
-"""Compute budgets: the FLOP counts of HRM, TRM and the transformer against counts written out
+"""Compute budgets: the FLOP counts of HRM, TRM, URM and the transformer against counts written out
 by hand, and a run whose budget and evaluations are in FLOPs or samples."""
 
 from __future__ import annotations
@@ -46,6 +46,15 @@ def test_trm_flops_by_hand(tmp_path, tiny):
     # the last recursion's 3 are differentiated; halting trains on correctness (no Q target).
     parts = segment_flops(_model(tmp_path, tiny, arch="trm", H_cycles=3, L_cycles=2), SEQ, V)
     assert parts == {"forward": 9 * BLOCK_TRM + HEAD2, "backward": 2 * (3 * BLOCK_TRM + HEAD2), "q_target": 0}
+
+
+def test_urm_flops_by_hand(tmp_path, tiny):
+    # H 2 x L 3 = 6 loops of the 1-layer stack over 17 positions; the last L 3 loops are
+    # differentiated (one_step: the last loop only); no Q target. The depthwise conv is not a matmul.
+    parts = segment_flops(_model(tmp_path, tiny, arch="urm", H_cycles=2, L_cycles=3), SEQ, V)
+    assert parts == {"forward": 6 * BLOCK + HEAD2, "backward": 2 * (3 * BLOCK + HEAD2), "q_target": 0}
+    one = segment_flops(_model(tmp_path, tiny, arch="urm", H_cycles=2, L_cycles=3, gradient="one_step"), SEQ, V)
+    assert one["backward"] == 2 * (BLOCK + HEAD2)
 
 
 def test_transformer_flops_by_hand(tmp_path, tiny):

@@ -50,6 +50,28 @@ def test_published_parameter_counts_of_each_family():
     assert trm_mlp == 5_028_866  # TRM's code at its published config: its token MLP over 16 + 81 positions
     assert trm_attention == 6_828_034
     assert abs(transformer - hrm) / hrm <= 0.02
+    # URM's scripts' 4 blocks of 3,412,480 (attention, ConvSwiGLU with its depthwise conv) and the heads
+    assert model_info("--config", "urm_sudoku_extreme")["parameters"] == 13_662_210
+    assert model_info("--config", "urm_arc_agi_1")["parameters"] == 13_663_234
+
+
+def test_urm_is_one_stack_looped_over_one_state_with_a_causal_conv_in_its_mlp():
+    from hrm.model.layers import ConvSwiGLU
+
+    urm = make("urm", L_layers=2, H_cycles=2, L_cycles=3)
+    assert len(urm.net.layers) == 2 and urm.prefix == 1 and not urm.continue_head
+    assert "H_init" in urm.state_dict() and "L_init" not in urm.state_dict()  # URM saves one start state
+    mlp = ConvSwiGLU(32, 4.0)
+    x = torch.randn(2, 10, 32)
+    moved = x.clone()
+    moved[:, 4] += 1.0
+    changed = (mlp(moved) - mlp(x)).abs().amax(dim=(0, 2)) > 0
+    assert changed.tolist() == [t in (4, 5) for t in range(10)]  # position t reads t-1 and t only
+    b = batch()
+    carry, out = urm(fresh_carry(urm, b))
+    assert out["logits"].shape == (6, 16, 7) and torch.equal(carry.z_L, fresh_carry(urm, b).z_L)  # z_L unused
+    with pytest.raises(ConfigError, match="urm' is published with attention and RoPE"):
+        ModelConfig(arch="urm", mixer="mlp")
 
 
 def test_trm_is_one_network_of_L_layers_and_the_transformer_one_stack_of_both():
@@ -156,7 +178,7 @@ def test_mlp_token_mixing_has_no_rope_and_the_flops_follow_the_calls():
 
 
 @pytest.mark.parametrize("overrides, piece", [
-    (["model.arch=rnn"], "'model.arch' must be one of 'hrm', 'trm', 'transformer'"),
+    (["model.arch=rnn"], "'model.arch' must be one of 'hrm', 'trm', 'urm', 'transformer'"),
     (["model.arch=trm", "model.H_layers=2"], "model.H_layers does not apply to model.arch 'trm'"),
     (["model.arch=transformer", "model.L_cycles=3"], "model.L_cycles does not apply to model.arch 'transformer'"),
     (["model.arch=transformer", "model.gradient=last_recursion"], "model.gradient does not apply"),

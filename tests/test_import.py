@@ -53,7 +53,15 @@ def ref_layout(family: str, arch: dict, vocab: int, seq_len: int, table_rows: in
     ndim = arch["puzzle_emb_ndim"]
     positions = arch.get("puzzle_emb_len", 16) if family == "trm" else math.ceil(ndim / h)
     keys = {"embed_tokens.embedding_weight": (vocab, h), "lm_head.weight": (vocab, h), "q_head.weight": (2, h),
-            "q_head.bias": (2,), "H_init": (h,), "L_init": (h,), "puzzle_emb.weights": (table_rows, ndim)}
+            "q_head.bias": (2,), "puzzle_emb.weights": (table_rows, ndim)}
+    if family == "urm":  # URM (models/urm/urm.py): one stack `layers`, ConvSwiGLU's depthwise conv, init_hidden
+        inter = ref_swiglu(e, h)
+        keys["init_hidden"] = (h,)
+        for i in range(arch["num_layers"]):
+            keys |= ref_block(f"layers.{i}", h, e, None)
+            keys |= {f"layers.{i}.mlp.dwconv.weight": (inter, 1, 2), f"layers.{i}.mlp.dwconv.bias": (inter,)}
+        return keys
+    keys |= {"H_init": (h,), "L_init": (h,)}
     if arch["pos_encodings"] == "learned":
         keys["embed_pos.embedding_weight"] = (seq_len + positions, h)
     if family == "hrm":
@@ -69,14 +77,15 @@ def ref_layout(family: str, arch: dict, vocab: int, seq_len: int, table_rows: in
 def ours_for(family: str, key: str) -> str:
     """Our key for a reference key, spelled out independently of the importer's tables."""
     fixed = {"embed_tokens.embedding_weight": "embed_tokens.weight", "puzzle_emb.weights": "puzzle_emb.table",
-             "embed_pos.embedding_weight": "embed_pos.weight"}
+             "embed_pos.embedding_weight": "embed_pos.weight", "init_hidden": "H_init"}
     if key in fixed:
         return fixed[key]
-    if ".layers." not in key:
+    if ".layers." not in key and not key.startswith("layers."):
         return key
-    level, _, rest = key.partition(".layers.")
-    stack = {"hrm": {"H_level": "H", "L_level": "L"}, "trm": {"L_level": "net"}}[family][level]
+    level, _, rest = ("", "", key.removeprefix("layers.")) if key.startswith("layers.") else key.partition(".layers.")
+    stack = {"hrm": {"H_level": "H", "L_level": "L"}, "trm": {"L_level": "net"}, "urm": {"": "net"}}[family][level]
     rest = (rest.replace("self_attn.qkv_proj", "attn.qkv").replace("self_attn.o_proj", "attn.out")
+            .replace("mlp.dwconv", "mlp.conv")
             .replace("mlp_t.gate_up_proj", "attn.mlp.gate_up").replace("mlp_t.down_proj", "attn.mlp.down")
             .replace("mlp.gate_up_proj", "mlp.gate_up").replace("mlp.down_proj", "mlp.down"))
     return f"{stack}.layers.{rest}"
@@ -94,6 +103,10 @@ TRM_ARCH = {"name": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1",
             "L_layers": 2, "hidden_size": 512, "num_heads": 8, "expansion": 4, "puzzle_emb_ndim": 512,
             "pos_encodings": "rope", "puzzle_emb_len": 16, "mlp_t": False, "no_ACT_continue": True,
             "forward_dtype": "bfloat16"}
+# URM's scripts for Sudoku (config/arch/urm.yaml overridden: loops 16, H 2, L 6, 4 layers).
+URM_ARCH = {"name": "urm.urm@URM", "loss": {"name": "losses@ACTLossHead", "loss_type": "stablemax_cross_entropy"},
+            "loops": 16, "num_layers": 4, "hidden_size": 512, "num_heads": 8, "expansion": 4, "H_cycles": 2,
+            "L_cycles": 6, "loop_deltas": [0, 8], "puzzle_emb_ndim": 512, "pos_encodings": "rope"}
 RUN = {"global_batch_size": 768, "epochs": 50000, "lr": 1e-4, "lr_min_ratio": 1.0, "lr_warmup_steps": 2000,
        "weight_decay": 1.0, "beta1": 0.9, "beta2": 0.95, "puzzle_emb_lr": 1e-4, "puzzle_emb_weight_decay": 1.0,
        "seed": 0, "checkpoint_every_eval": True, "eval_interval": 5000, "project_name": "Sudoku-extreme-1k-aug-1000 ACT-torch"}
@@ -107,9 +120,16 @@ def write_release(folder: Path, family: str, arch: dict, *, data: str = "data/su
     state = {}
     for key, shape in ref_layout(family, arch, vocab, seq_len, table_rows).items():
         t = torch.randn(shape, generator=gen) * 0.05
-        state[key] = t.bfloat16() if key in ("H_init", "L_init") else t  # bf16 buffers, as the reference keeps them
+        bf16 = key in ("H_init", "L_init", "init_hidden") or "dwconv" in key
+        state[key] = t.bfloat16() if bf16 else t  # bf16 buffers (and URM's conv), as the references keep them
     folder.mkdir(parents=True)
-    torch.save({PREFIX + k: v for k, v in state.items()}, folder / f"step_{step}")
+    prefixed = {PREFIX + k: v for k, v in state.items()}
+    if family == "urm":  # URM: step_<N>.pt, a dict with the optimizer and RNG states beside the weights
+        torch.save({"step": step, "model_state_dict": prefixed, "optimizer_states": [{"state": {}}],
+                    "rng_state": torch.get_rng_state()}, folder / f"step_{step}.pt")
+        (folder / "config.yaml").write_text(yaml.dump({**RUN, "arch": arch, "data_path": data, "ema": True}))
+        return folder / f"step_{step}.pt", state
+    torch.save(prefixed, folder / f"step_{step}")
     ref_cfg = {**RUN, "arch": arch, ("data_paths" if family == "trm" else "data_path"): [data] if family == "trm" else data,
                "ema": family == "trm", "ema_rate": 0.999}
     (folder / "all_config.yaml").write_text(yaml.dump(ref_cfg, sort_keys=True))
@@ -137,14 +157,16 @@ def run_cli(*argv: str, capsys) -> tuple[int, str, str]:
     ("hrm", HRM_ARCH, 27275266),
     ("trm", TRM_ARCH, 6828034),
     ("trm", {**TRM_ARCH, "mlp_t": True}, 5028866),
-], ids=["hrm", "trm-attention", "trm-mlp"])
+    ("urm", URM_ARCH, 13662210),
+], ids=["hrm", "trm-attention", "trm-mlp", "urm"])
 def test_a_reference_checkpoint_imports_and_gives_the_same_logits(family, arch, params, tmp_path, capsys):
     weights, state = write_release(tmp_path / "release", family, arch)
     out = tmp_path / "ours"
     code, stdout, err = run_cli("import", family, str(tmp_path / "release"), "--out", str(out), capsys=capsys)
     assert code == 0, err
     said = json.loads(stdout)
-    assert said["family"] == family and said["format"] == "bare-state-dict" and said["puzzle_table"] == "kept"
+    fmt = "urm-step-dict" if family == "urm" else "bare-state-dict"
+    assert said["family"] == family and said["format"] == fmt and said["puzzle_table"] == "kept"
 
     manifest = read_manifest(str(out))
     import hashlib
@@ -155,9 +177,11 @@ def test_a_reference_checkpoint_imports_and_gives_the_same_logits(family, arch, 
     cfg = from_dict(payload["config"])
     m = cfg.model
     assert (m.arch, m.H_cycles, m.L_cycles, m.hidden_size, m.halt_max_steps) == (
-        family, arch["H_cycles"], arch["L_cycles"], arch["hidden_size"], arch["halt_max_steps"])
-    assert m.L_layers == arch["L_layers"]
-    if family == "trm":
+        family, arch["H_cycles"], arch["L_cycles"], arch["hidden_size"], arch.get("halt_max_steps", arch.get("loops")))
+    assert m.L_layers == arch.get("L_layers", arch.get("num_layers"))
+    if family == "urm":
+        assert m.puzzle_positions == 1 and m.gradient_mode == "last_recursion"
+    elif family == "trm":
         assert m.mixer == ("mlp" if arch["mlp_t"] else "attention") and m.puzzle_positions == 16
         assert cfg.train.ema == 0.999
     else:

@@ -14,7 +14,7 @@ LAYERS = [
     ("foundation", ["hrm", "hrm.errors", "hrm.storage"]),
     ("config", ["hrm.config.bounds", "hrm.config.coerce", "hrm.config.schema", "hrm.config.keys", "hrm.config.files",
                 "hrm.config"]),
-    ("model", ["hrm.model.layers", "hrm.model.losses", "hrm.model.act", "hrm.model.hrm", "hrm.model.trm",
+    ("model", ["hrm.model.layers", "hrm.model.losses", "hrm.model.act", "hrm.model.hrm", "hrm.model.trm", "hrm.model.urm",
                "hrm.model.transformer", "hrm.model"]),
     ("data", ["hrm.data", "hrm.data.augment", "hrm.data.splits", "hrm.data.arrow", "hrm.data.loader",
               "hrm.data.sudoku_grid", "hrm.data.sudoku_solver", "hrm.data.sudoku_rating", "hrm.data.sudoku_csv",

@@ -19,17 +19,19 @@ MOST_AUGMENTATIONS = {"maze": 7}
 
 
 
-# The family-specific model keys and the families that use them (hrm.model: HRM, TRM, the
+# The family-specific model keys and the families that use them (hrm.model: HRM, TRM, URM, the
 # plain transformer). TRM reads H_cycles as its T recursions, L_cycles as its n latent
-# updates and L_layers as the depth of its one network; the transformer is one stack of
-# H_layers + L_layers blocks (HRM's parameters exactly). Every other model key is shared.
-ARCHS = ("hrm", "trm", "transformer")
+# updates and L_layers as the depth of its one network; URM reads L_layers as its one shared
+# stack (its num_layers) and runs it H_cycles x L_cycles times per segment; the transformer
+# is one stack of H_layers + L_layers blocks (HRM's parameters exactly). Every other model
+# key is shared.
+ARCHS = ("hrm", "trm", "urm", "transformer")
 FAMILY_KEYS = {
     "H_layers": ("hrm", "transformer"),
-    "L_layers": ("hrm", "trm", "transformer"),
-    "H_cycles": ("hrm", "trm"),
-    "L_cycles": ("hrm", "trm"),
-    "gradient": ("hrm", "trm"),
+    "L_layers": ("hrm", "trm", "urm", "transformer"),
+    "H_cycles": ("hrm", "trm", "urm"),
+    "L_cycles": ("hrm", "trm", "urm"),
+    "gradient": ("hrm", "trm", "urm"),
 }
 
 
@@ -46,8 +48,8 @@ def arch_misfit(arch: Any, keys: Any, where: str = "model.") -> str | None:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    # The family (hrm.model.FAMILIES): HRM, TRM (one small recursive network) or a plain
-    # transformer in the same ACT loop. FAMILY_KEYS lists the keys only some families use.
+    # The family (hrm.model.FAMILIES): HRM, TRM (one small recursive network), URM (one shared
+    # stack looped over a single state) or a plain transformer in the same ACT loop. FAMILY_KEYS lists the keys only some families use.
     arch: Literal[ARCHS] = "hrm"
     hidden_size: AtLeast1 = 512
     num_heads: AtLeast1 = 8
@@ -74,7 +76,8 @@ class ModelConfig:
     mixer: Literal["attention", "mlp"] = "attention"
     # Which updates of a segment are differentiated: one_step = the last L and H update
     # (HRM's approximation), last_recursion = the whole last H cycle / TRM recursion (its
-    # n+1 calls); auto = the family's published choice (HRM one_step, TRM last_recursion).
+    # n+1 calls) / URM's last L_cycles loops; auto = the family's published choice (HRM
+    # one_step, TRM and URM last_recursion).
     gradient: Literal["auto", "one_step", "last_recursion"] = "auto"
     # ACT halting in training; false: every slot runs halt_max_steps segments (the Q head is
     # still trained on correctness, with no continue target and no extra Q segment).
@@ -86,6 +89,9 @@ class ModelConfig:
             raise ConfigError(
                 f"model.hidden_size ({self.hidden_size}) must be divisible by model.num_heads ({self.num_heads})"
             )
+        if self.arch == "urm" and (self.mixer, self.pos_encoding) != ("attention", "rope"):
+            raise ConfigError("model.arch 'urm' is published with attention and RoPE only: model.mixer attention, "
+                              "model.pos_encoding rope")
         if self.pos_encoding == "rope" and (self.hidden_size // self.num_heads) % 2:
             raise ConfigError("model.pos_encoding 'rope' needs an even head dim (hidden_size / num_heads)")
 
@@ -102,7 +108,7 @@ class ModelConfig:
     def gradient_mode(self) -> str:
         if self.gradient != "auto":
             return self.gradient
-        return "last_recursion" if self.arch == "trm" else "one_step"
+        return "last_recursion" if self.arch in ("trm", "urm") else "one_step"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,4 +1,4 @@
-"""The model family: shared layers and ACT loop (`act`), HRM, TRM and the plain
+"""The model family: shared layers and ACT loop (`act`), HRM, TRM, URM and the plain
 transformer, chosen by `model.arch`; losses."""
 
 from hrm.model.act import Carry, Recurrent, count_parameters
@@ -7,8 +7,9 @@ from hrm.model.layers import swiglu_width
 from hrm.model.losses import IGNORE_LABEL, act_loss, softmax_cross_entropy, stablemax_cross_entropy
 from hrm.model.transformer import Transformer
 from hrm.model.trm import TRM
+from hrm.model.urm import URM
 
-FAMILIES: dict[str, type[Recurrent]] = {"hrm": HRM, "trm": TRM, "transformer": Transformer}
+FAMILIES: dict[str, type[Recurrent]] = {"hrm": HRM, "trm": TRM, "urm": URM, "transformer": Transformer}
 
 
 def build_model(cfg, meta: dict) -> Recurrent:
@@ -49,6 +50,7 @@ __all__ = [
     "FAMILIES",
     "HRM",
     "TRM",
+    "URM",
     "Carry",
     "IGNORE_LABEL",
     "Recurrent",

@@ -149,13 +149,31 @@ class TokenMixer(nn.Module):
         return rms_norm(t + self.mlp(t), eps).transpose(1, 2)
 
 
+class ConvSwiGLU(nn.Module):
+    """URM's channel MLP: SwiGLU with a depthwise causal convolution (kernel 2, with bias) along
+    the positions after the gated product, then SiLU: down(silu(conv(silu(gate) * up))), where
+    conv(h)[t] = w0 * h[t-1] + w1 * h[t] + b (h[-1] = 0)."""
+
+    def __init__(self, hidden: int, expansion: float):
+        super().__init__()
+        inner = swiglu_width(hidden, expansion)
+        self.gate_up = Linear(hidden, 2 * inner)
+        self.conv = nn.Conv1d(inner, inner, kernel_size=2, padding=1, groups=inner, bias=True)
+        self.down = Linear(inner, hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        h = self.conv((F.silu(gate) * up).transpose(1, 2))[..., : x.shape[1]]  # the first S outputs: causal
+        return self.down(F.silu(h).transpose(1, 2))
+
+
 class Block(nn.Module):
     def __init__(self, hidden: int, num_heads: int, expansion: float, eps: float, mixer: str = "attention",
-                 seq_len: int | None = None):
+                 seq_len: int | None = None, mlp: str = "swiglu"):
         super().__init__()
         # `attn` for both mixers keeps the state-dict names of attention models unchanged
         self.attn = Attention(hidden, num_heads) if mixer == "attention" else TokenMixer(seq_len, expansion)
-        self.mlp = SwiGLU(hidden, expansion)
+        self.mlp = ConvSwiGLU(hidden, expansion) if mlp == "conv_swiglu" else SwiGLU(hidden, expansion)
         self.eps = eps
 
     def forward(self, h: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
@@ -170,9 +188,9 @@ class ReasoningModule(nn.Module):
     """A stack of blocks applied to (state + injection): one H or L update (TRM: its one network)."""
 
     def __init__(self, num_layers: int, hidden: int, num_heads: int, expansion: float, eps: float,
-                 mixer: str = "attention", seq_len: int | None = None):
+                 mixer: str = "attention", seq_len: int | None = None, mlp: str = "swiglu"):
         super().__init__()
-        self.layers = nn.ModuleList(Block(hidden, num_heads, expansion, eps, mixer, seq_len)
+        self.layers = nn.ModuleList(Block(hidden, num_heads, expansion, eps, mixer, seq_len, mlp)
                                     for _ in range(num_layers))
 
     def forward(
