@@ -7,6 +7,12 @@
   differs from this form whenever beta1's bias correction is not 1.
 - `SparseSignSGD`: sign-SGD with decoupled weight decay on only the puzzle-table
   rows seen in the batch, gradients summed per unique id (and across workers).
+- `build_optimizer`: `optim.optimizer` adam_atan2 (every parameter), or muon (URM's ARC-AGI-2
+  recipe): torch's `Muon` on every 2-D parameter, embeddings and heads included (Nesterov
+  momentum 0.95, 5 Newton-Schulz steps, lr scaled by 0.2 * sqrt(max(rows, cols)): torch's
+  `adjust_lr_fn="match_rms_adamw"`, URM's scaling), AdamW (eps 1e-8) on the rest (biases, the
+  depthwise conv's 3-D weight), both at optim.lr and optim.weight_decay; the puzzle table
+  keeps sign-SGD either way.
 - `lr_at`: linear warm-up from 0, then cosine to lr * min_ratio.
 - `EMA`: an exponential moving average of the parameters (`train.ema`), which
   evaluation uses and checkpoints store.
@@ -54,6 +60,45 @@ class AdamATan2(torch.optim.Optimizer):
                 denom = v.sqrt() / math.sqrt(1 - b2**t)
                 p.add_(torch.atan2(m, denom), alpha=-step_size)
         return loss
+
+
+class Chained:
+    """Several torch optimisers stepped as one (Muon and its AdamW), for the training loop and
+    checkpoints: param_groups of all of them, one state dict holding each one's."""
+
+    def __init__(self, *optimizers: torch.optim.Optimizer):
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for o in self.optimizers for g in o.param_groups]
+
+    def step(self) -> None:
+        for o in self.optimizers:
+            o.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return {"chained": [o.state_dict() for o in self.optimizers]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for o, s in zip(self.optimizers, state["chained"], strict=True):
+            o.load_state_dict(s)
+
+
+def build_optimizer(model: torch.nn.Module, o) -> torch.optim.Optimizer | Chained:
+    """The optimiser of `model`'s parameters for `o` (an OptimConfig); lr is set per step."""
+    if o.optimizer == "adam_atan2":
+        return AdamATan2(model.parameters(), lr=0.0, betas=o.betas, weight_decay=o.weight_decay)
+    matrices = [p for p in model.parameters() if p.dim() == 2]
+    rest = [p for p in model.parameters() if p.dim() != 2]
+    muon = torch.optim.Muon(matrices, lr=0.0, weight_decay=o.weight_decay, momentum=0.95, nesterov=True, ns_steps=5,
+                            adjust_lr_fn="match_rms_adamw")
+    return Chained(muon, torch.optim.AdamW(rest, lr=0.0, betas=o.betas, eps=1e-8, weight_decay=o.weight_decay)) \
+        if rest else muon
 
 
 class SparseSignSGD:

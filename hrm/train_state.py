@@ -16,7 +16,7 @@ from hrm.compute import budget_steps, step_cost
 from hrm.config import Config, ConfigError, to_dict
 from hrm.data.loader import SampleStream, Split
 from hrm.model import Carry, Recurrent, build_model
-from hrm.optim import EMA, AdamATan2, SparseSignSGD
+from hrm.optim import EMA, AdamATan2, Chained, SparseSignSGD, build_optimizer
 from hrm.runtime import Runtime
 
 
@@ -25,7 +25,7 @@ class TrainState:
     cfg: Config
     rt: Runtime
     model: Recurrent
-    optimizer: AdamATan2
+    optimizer: AdamATan2 | Chained | torch.optim.Optimizer
     puzzle_optimizer: SparseSignSGD | None
     stream: SampleStream
     carry: Carry
@@ -61,7 +61,7 @@ def init_state(cfg: Config, rt: Runtime, train_split: Split) -> TrainState:
         # ACT bookkeeping stay eager (hrm.model.act.Recurrent.segment says why).
         model.recurrence = torch.compile(model.recurrence)
     o = cfg.optim
-    optimizer = AdamATan2(model.parameters(), lr=0.0, betas=o.betas, weight_decay=o.weight_decay)
+    optimizer = build_optimizer(model, o)
     puzzle_optimizer = (
         SparseSignSGD(model.puzzle_emb, lr=0.0, weight_decay=o.puzzle_emb_weight_decay)
         if model.puzzle_emb is not None

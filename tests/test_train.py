@@ -252,3 +252,43 @@ def test_dtype_auto_is_bf16_only_where_the_hardware_has_it(tiny, tmp_path, monke
     assert rt.dtype == (torch.bfloat16 if bf16_cpu else torch.float32) and not rt.compile
     assert T.auto_dtype("cuda") == "bfloat16" and T.auto_dtype("mps") == "float32"
     assert resolve_runtime(tiny.config(tmp_path)).dtype == torch.float32  # what the tests pin
+
+
+def test_urm_with_muon_trains_and_resumes_bit_for_bit(tmp_path, tiny):
+    """URM's ARC-AGI-2 optimiser: Muon on every 2-D parameter (embeddings and heads too), AdamW
+    on the rest, sign-SGD on the puzzle table; a cut run resumes both optimisers exactly."""
+    from hrm.optim import Chained
+
+    from hrm.config import from_dict
+
+    def cfg(root):
+        raw = tiny.raw(root, model={"arch": "urm", "L_layers": 1, "H_cycles": 2, "L_cycles": 2},
+                       data={"root": str(tmp_path / "shared-data")}, optim={"optimizer": "muon", "lr": 0.02},
+                       train={"steps": 8, "eval_interval": 4})
+        del raw["model"]["H_layers"]  # not URM's
+        return from_dict(raw)
+
+    split = Split.load(ensure_dataset(cfg(tmp_path / "a").data), "train")
+    state = init_state(cfg(tmp_path / "a"), resolve_runtime(cfg(tmp_path / "a")), split)
+    muon, adamw = state.optimizer.optimizers
+    assert isinstance(state.optimizer, Chained) and isinstance(muon, torch.optim.Muon)
+    assert {id(p) for g in muon.param_groups for p in g["params"]} == {
+        id(p) for p in state.model.parameters() if p.dim() == 2}
+    assert {tuple(p.shape) for g in adamw.param_groups for p in g["params"]} >= {(2,)}  # q_head.bias among the rest
+
+    train(cfg(tmp_path / "a"), log=lambda _m: None)
+    want = history(tmp_path / "a" / "run")
+
+    class Stop(Exception):
+        pass
+
+    def stop(metrics, ckpt):
+        raise Stop
+
+    with pytest.raises(Stop):
+        train(cfg(tmp_path / "b"), log=lambda _m: None, report=stop)
+    train(cfg(tmp_path / "b"), resume=True, log=lambda _m: None)
+    got = history(tmp_path / "b" / "run")
+    assert [r["step"] for r in got] == list(range(1, 9))
+    assert [r["loss/total"] for r in got] == [r["loss/total"] for r in want]
+    assert want[-1]["loss/total"] != want[0]["loss/total"]

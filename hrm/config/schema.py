@@ -200,6 +200,8 @@ class DataConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class OptimConfig:
+    # adam_atan2 (HRM, TRM, URM) or muon (URM's ARC-AGI-2 recipe): hrm.optim.build_optimizer.
+    optimizer: Literal["adam_atan2", "muon"] = "adam_atan2"
     lr: NonNeg = 1e-4
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: NonNeg = 0.1
