@@ -96,8 +96,9 @@ def test_ablation_spaces_are_grids_that_fit_the_cpu_budget():
     assert all(f"`{s.source.split('/')[-1]}`" in readme for s in spaces)
     families = load_space("families")
     arch = {p.name: p for p in families.params}
-    assert set(arch["model.arch"].choices) == {"hrm", "trm", "transformer"}
-    assert dict(arch["model.H_cycles"].when)["model.arch"] == ("hrm", "trm")
+    assert set(arch["model.arch"].choices) == {"hrm", "trm", "urm", "transformer"}
+    assert dict(arch["model.H_cycles"].when)["model.arch"] == ("hrm", "trm", "urm")
+    assert "urm" not in dict(arch["model.mixer"].when)["model.arch"]  # URM mixes by attention only
 
 
 def test_quickstart_space_is_a_short_cpu_search():
