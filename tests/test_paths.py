@@ -94,16 +94,23 @@ def test_bad_paths_are_refused(split, tiny):
         Paths(0)
 
 
-def test_the_cli_takes_paths_with_mmax_and_views(tmp_path, capsys):
+@pytest.fixture
+def ckpt(tmp_path, capsys):
+    """A tiny HRM checkpoint (imported from the reference layout) on a small 6x6 Sudoku set."""
     from hrm.cli import main
     from tests.test_import import TINY, write_release
 
     write_release(tmp_path / "release", "hrm", TINY)
-    ckpt = tmp_path / "ckpt"
     quick = ["--set", "data.num_train=16", "--set", "data.num_test=8", "--set", "data.num_aug=0",
              "--set", f"data.root={tmp_path / 'data'}"]
-    assert main(["import", "hrm", str(tmp_path / "release"), "--out", str(ckpt), *quick]) == 0
+    assert main(["import", "hrm", str(tmp_path / "release"), "--out", str(tmp_path / "ckpt"), *quick]) == 0
     capsys.readouterr()
+    return tmp_path / "ckpt"
+
+
+def test_the_cli_takes_paths_with_mmax_and_views(ckpt, capsys):
+    from hrm.cli import main
+
     base = ["eval", "--checkpoint", str(ckpt), "--mmax", "2", "--views", "2"]
     assert main(base) == 0
     plain = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -115,16 +122,9 @@ def test_the_cli_takes_paths_with_mmax_and_views(tmp_path, capsys):
     assert "--noise needs --paths >= 2" in err and len(err.strip().splitlines()) == 1
 
 
-def test_the_frontier_spans_mmax_views_and_paths_and_keeps_its_pareto_front(tmp_path, capsys):
+def test_the_frontier_spans_mmax_views_and_paths_and_keeps_its_pareto_front(ckpt, tmp_path, capsys):
     from hrm.cli import main
-    from tests.test_import import TINY, write_release
 
-    write_release(tmp_path / "release", "hrm", TINY)
-    ckpt = tmp_path / "ckpt"
-    quick = ["--set", "data.num_train=16", "--set", "data.num_test=8", "--set", "data.num_aug=0",
-             "--set", f"data.root={tmp_path / 'data'}"]
-    assert main(["import", "hrm", str(tmp_path / "release"), "--out", str(ckpt), *quick]) == 0
-    capsys.readouterr()
     assert main(["eval", "--checkpoint", str(ckpt), "--mmax", "2"]) == 0
     plain = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     out = tmp_path / "front"
