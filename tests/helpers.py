@@ -37,6 +37,22 @@ def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, every: 
         time.sleep(every)
 
 
+# Ports Ray takes by default whatever else a node is given (dashboard agent, client server,
+# dashboard, GCS, its workers' range): a port picked for a node must not be one of them, or
+# `ray start` refuses with "a port number ... that is used by other components".
+RAY_DEFAULT_PORTS = {52365, 10001, 8265, 6379, *range(10002, 20000)}
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 now, and not one Ray takes by default."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in RAY_DEFAULT_PORTS:
+            return port
+
+
 def api_up(url: str) -> bool:
     """Whether a Ray head's dashboard / job API at `url` answers (401/403 with token auth: up)."""
     try:

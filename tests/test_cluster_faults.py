@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
 TUNE = [sys.executable, str(ROOT / "ray_jobs" / "tune.py")]
 
-from tests.helpers import wait_for  # noqa: E402
+from tests.helpers import free_port, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -170,12 +169,6 @@ def test_search_on_s3_killed_driver_resumes_from_the_bucket(bkt, tmp_path):
     load_model(str(tmp_path / "best"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _node(args: list[str], log: Path, wrap: list[str] | None = None) -> subprocess.Popen:
     """`ray start --block`, its daemons in the process group we stop it through."""
     env = {**_env(), "RAY_AUTH_MODE": "token",  # as cluster/*.yaml start nodes
@@ -207,7 +200,7 @@ def test_private_worker_node_then_its_loss(bkt, tmp_path, monkeypatch):
     driver = tmp_path / "driver"
     driver.mkdir()
     own = Path(tempfile.mkdtemp(prefix="hrm-n2-", dir="/tmp"))  # the node's temp: short, as Ray's sockets live there
-    port, dash = _free_port(), _free_port()
+    port, dash = free_port(), free_port()
     node = ["--node-ip-address=127.0.0.1", "--num-cpus=2", "--object-store-memory=200000000", "--disable-usage-stats"]
     head = _node(["--head", f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", *node],
                  tmp_path / "head.log")

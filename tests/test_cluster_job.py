@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,18 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import api_up, wait_for
+from tests.helpers import api_up, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start(args: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -67,7 +60,7 @@ def head(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("head")
     if ray_is_running():
         pytest.fail("a Ray instance is already running on this machine; this test starts its own head")
-    gcs, dash = _free_port(), _free_port()
+    gcs, dash = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     # One CPU per node, so that two concurrent trials cannot share a raylet; a
     # small object store each, as both share this machine's /dev/shm.

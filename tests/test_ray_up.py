@@ -49,7 +49,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import api_up, wait_for
+from tests.helpers import api_up, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -85,12 +85,6 @@ def _require_host_tools() -> None:
     _run(["apt-get", "update", "-qq"], env=env, timeout=600)
     _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "openssh-server", "rsync"], env=env, timeout=600)
     assert not _missing_tools()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _port_taken(port: int) -> bool:
@@ -270,7 +264,7 @@ def test_ray_up_onprem_yaml_runs_the_smoke_search(tmp_path):
                 pytest.fail(f"{path} is not readable by other users (installed with a umask of 077?)")
         key = tmp_path / "id_ed25519"
         _authorize(pw, key)
-        ssh_port = _free_port()
+        ssh_port = free_port()
         stack.enter_context(_sshd(tmp_path / "sshd", ssh_port))
         override = tmp_path / "onprem-local.yaml"
         override.write_text(yaml.safe_dump(_override(key, ssh_port), sort_keys=False))
