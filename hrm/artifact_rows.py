@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 from typing import Any
 
 import pyarrow as pa
@@ -126,3 +127,38 @@ def metric_columns(rows: pa.Table) -> list[str]:
     """The metric.* columns that hold a value, without the counters that are base columns (step, ...)."""
     return [c for c in rows.column_names if c.startswith(METRIC) and rows[c].null_count < rows.num_rows
             and c[len(METRIC):] not in BASE_SCHEMA.names]
+
+
+# The index's columns of a point `hrm.inference.inference_scaling` measured:
+# metric.<name>@mmax<N> at the plain setting (the training's views, one path, the whole ensemble),
+# metric.<name>@mmax<N>@views<V>@paths<K>@members<M> at any other.
+_TAG = re.compile(r"mmax(\d+)(?:@views(\d+)@paths(\d+)@members(\d+))?")
+
+
+def point_tag(point: dict[str, Any]) -> str:
+    """The column suffix of a measured point."""
+    return f"mmax{point['mmax']}" + ("" if point["plain"] else
+                                     f"@views{point['views']}@paths{point['paths']}@members{point['members']}")
+
+
+def index_values(points: list[dict[str, Any]], metric: str) -> dict[str, float]:
+    """{name@tag: value} of the metric, its se and the inference FLOPs at every point (the
+    artifact index's `metric.` columns)."""
+    return {f"{key}@{point_tag(p)}": p["metrics"][key] for p in points
+            for key in (metric, f"{metric}_se", "inference_flops") if key in p["metrics"]}
+
+
+def index_points(row: dict[str, Any], metric: str) -> list[dict[str, Any]]:
+    """The frontier points stored in one artifact index row (`index_values` read back):
+    [{mmax, views, paths, members, plain, compute, value, se}]; views and members are None at
+    the plain setting (the training's)."""
+    head, out = f"{METRIC}{metric}@", []
+    for column, value in row.items():
+        found = _TAG.fullmatch(column[len(head):]) if column.startswith(head) else None
+        flops = row.get(f"{METRIC}inference_flops@{column[len(head):]}")
+        if found and value is not None and flops is not None:
+            mmax, views, paths, members = (int(g) if g else None for g in found.groups())
+            out.append({"mmax": mmax, "views": views, "paths": paths or 1, "members": members,
+                        "plain": views is None, "compute": flops, "value": value,
+                        "se": row.get(f"{METRIC}{metric}_se@{column[len(head):]}")})
+    return sorted(out, key=lambda p: (p["compute"], p["mmax"]))

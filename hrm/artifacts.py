@@ -224,15 +224,18 @@ class ArtifactStore:
         self._write(experiment, ordered(concat([others, row])))
         return aid
 
-    def annotate(self, experiment: str, values: dict[str, dict[str, float]]) -> None:
-        """Set `metric.<name>` of rows by artifact id ({artifact_id: {name: value}}), e.g. what
-        evaluating a stored checkpoint again measured; other rows keep theirs (or null)."""
+    def annotate(self, experiment: str, values: dict[str, dict[str, float | str]]) -> None:
+        """Set columns of rows by artifact id ({artifact_id: {name: value}}), e.g. what
+        evaluating a stored checkpoint again measured: a number goes to `metric.<name>`, a
+        text (JSON) to `<name>`; other rows keep theirs (or null)."""
         rows = self._read(experiment)
         ids = rows["artifact_id"].to_pylist()
-        for name in sorted({n for v in values.values() for n in v}):
-            column = METRIC + name
+        names = {n: isinstance(x, str) for v in values.values() for n, x in v.items()}
+        for name, text in sorted(names.items()):
+            column = name if text else METRIC + name
             old = rows[column].to_pylist() if column in rows.column_names else [None] * len(ids)
-            new = pa.array([values.get(i, {}).get(name, o) for i, o in zip(ids, old)], pa.float64())
+            new = pa.array([values.get(i, {}).get(name, o) for i, o in zip(ids, old)],
+                           pa.string() if text else pa.float64())
             rows = rows.set_column(rows.column_names.index(column), column, new) if column in rows.column_names \
                 else rows.append_column(column, new)
         self._write(experiment, ordered(rows))

@@ -40,20 +40,43 @@ def frontier(
 ) -> dict[str, Any]:
     """The inference-compute frontier of a checkpoint (or an ensemble): `metric` and its se
     against inference FLOPs per question at every Mmax (default: 1, 2, 4, ... up to 4x the
-    training Mmax) x views x paths, each (views, paths) in one pass over the Mmax values, and
-    the Pareto front (the points no cheaper or equally cheap point beats)."""
+    training Mmax) x views x paths x ensemble size (`ensemble_sizes`), and the Pareto front
+    (the points no cheaper or equally cheap point beats)."""
     models, cfg, data_split, dev = _loaded(path, data, split, device, verified)
     steps = sorted(set(mmax or scaling_steps(cfg.model.halt_max_steps, 4)))
     options.setdefault("batch_size", 256)
-    points = []
-    for v in sorted(set(views)):
-        for p in paths:
-            results = run_eval_at(models, data_split, steps, views=v, paths=p, device=dev, dtype=eval_dtype(cfg, dev),
-                                  **options)
-            points += [{"mmax": s, "views": v, "paths": p.k, "compute": results[s].metrics["inference_flops"],
-                        "value": results[s].metrics[metric], "se": results[s].metrics.get(f"{metric}_se")}
-                       for s in steps]
+    points = [frontier_point(p, metric) for p in measure_grid(models, cfg, data_split, dev, steps, views, paths,
+                                                              **options)]
     return {"metric": metric, "members": len(models), "points": points, "front": pareto_front(points, "max")}
+
+
+def measure_grid(models: list, cfg: Any, data_split: Split, dev: torch.device, steps: list[int], views: list[int],
+                 paths: list[Paths], **options: Any) -> list[dict[str, Any]]:
+    """The metrics at every Mmax in `steps` x views x paths x ensemble size (the first m of
+    `models`, m in `ensemble_sizes`): [{mmax, views, paths, members, metrics}]. Each
+    (members, views, paths) is one pass over the Mmax values."""
+    out = []
+    for m in ensemble_sizes(len(models)):
+        for v in sorted(set(views)):
+            for p in paths:
+                results = run_eval_at(models[:m], data_split, steps, views=v, paths=p, device=dev,
+                                      dtype=eval_dtype(cfg, dev), **options)
+                out += [{"mmax": s, "views": v, "paths": p.k, "members": m, "metrics": results[s].metrics}
+                        for s in steps]
+    return out
+
+
+def frontier_point(measured: dict[str, Any], metric: str) -> dict[str, Any]:
+    """A `measure_grid` entry as a point of the frontier: its axes, compute (inference FLOPs
+    per question), value and se."""
+    m = measured["metrics"]
+    return {**{k: measured[k] for k in ("mmax", "views", "paths", "members")}, "compute": m["inference_flops"],
+            "value": m[metric], "se": m.get(f"{metric}_se")}
+
+
+def ensemble_sizes(n: int) -> list[int]:
+    """The ensemble sizes a frontier measures for n members: 1, 2, 4, ... and n."""
+    return scaling_steps(n, 1)
 
 
 def _loaded(path: str | Path | list[str | Path], data: str | Path | None, split: str, device: str, verified: bool):
@@ -111,19 +134,22 @@ def scaling_steps(train_mmax: int, factor: int) -> list[int]:
     return sorted({2**i for i in range(top.bit_length()) if 2**i <= top} | {top})
 
 
-def inference_scaling(path: str | Path, *, factor: int = 4, device: str = "cpu",
-                      verified: bool = False) -> dict[int, dict[str, float]]:
-    """Inference-time scaling of a checkpoint (a seeds checkpoint: its ensemble): the metrics at
-    each Mmax of `scaling_steps`, on the evaluation its training used (train.eval_samples,
-    eval_views), all from one pass of the largest Mmax."""
+def inference_scaling(path: str | Path, *, factor: int = 4, views: list[int] = (), paths: list[Paths] = (),
+                      device: str = "cpu", verified: bool = False) -> list[dict[str, Any]]:
+    """Inference-time scaling of a checkpoint (a seeds checkpoint: its ensemble, and its
+    prefixes as `ensemble_sizes` gives them), on the evaluation its training used
+    (train.eval_samples; its eval_views besides `views`; one path besides `paths`):
+    `measure_grid` at each Mmax of `scaling_steps`, each setting in one pass of the largest
+    Mmax. A point is `plain` at the training's views, one path and the whole ensemble."""
     dev = torch.device(device)
     models, cfg = load_members([path], dev, verified)
     t = cfg.train
     split = Split.load(ensure_dataset(cfg.data), "test")
     steps = scaling_steps(cfg.model.halt_max_steps, factor)
-    results = run_eval_at(models, split, steps, batch_size=t.eval_batch_size or t.global_batch_size,
-                          limit=t.eval_samples, views=t.eval_views, device=dev, dtype=eval_dtype(cfg, dev))
-    return {s: results[s].metrics for s in steps}
+    grid = [Paths(1)] + [p for p in paths if p.k > 1]
+    measured = measure_grid(models, cfg, split, dev, steps, [t.eval_views, *views], grid,
+                            batch_size=t.eval_batch_size or t.global_batch_size, limit=t.eval_samples)
+    return [{**p, "plain": (p["views"], p["paths"], p["members"]) == (t.eval_views, 1, len(models))} for p in measured]
 
 
 def result_files(result: EvalResult, split: Split) -> dict[str, Any]:

@@ -146,44 +146,60 @@ def search_summary(space: SearchSpace, name: str, storage: str, trials: list[tup
     }
 
 
-def scaling_of(root: str, artifact_id: str, factor: int, device: str) -> dict[int, dict[str, float]]:
+def scaling_of(root: str, artifact_id: str, factor: int, views: list[int], paths: list, device: str) -> list[dict]:
     """Inference-time scaling of one stored checkpoint (`hrm.inference.inference_scaling`), run
     where Ray places it: it reads its own copy from the store."""
     from hrm.inference import inference_scaling
 
     with ArtifactStore(root).local_copy(artifact_id) as (folder, _row):
-        return inference_scaling(folder, factor=factor, device=device, verified=True)
+        return inference_scaling(folder, factor=factor, views=views, paths=paths, device=device, verified=True)
 
 
 def scale_kept(space: SearchSpace, name: str, storage: str,
-               run: Callable[[list[tuple]], list[dict[int, dict[str, float]]]]) -> dict[str, dict[int, float]]:
-    """The end of a search: the checkpoints the store kept, evaluated at Mmax 1, 2, 4, ... up to
-    `store.scaling` x their training Mmax (`run(jobs)` calls `scaling_of(*job)` for each, in
-    Ray tasks with a trial's resources). The metric
-    against Mmax goes into the index (`metric.<metric>@mmax<N>`) and into TensorBoard at
-    <storage>/<name>/inference_scaling (a scalar series per checkpoint, and a picture).
-    Returns {"<trial>@<step>": {Mmax: metric}}."""
+               run: Callable[[list[tuple]], list[list[dict]]]) -> dict[str, Any]:
+    """The end of a search: the inference-compute frontier of the checkpoints the store kept,
+    at Mmax 1, 2, 4, ... up to `store.scaling` x their training Mmax x `store.views` x
+    `store.paths` x ensemble sizes (`run(jobs)` calls `scaling_of(*job)` for each, in Ray
+    tasks with a trial's resources). Every point goes into the index
+    (`metric.<metric>@mmax<N>[@views<V>@paths<K>@members<M>]`, and each row's own Pareto front
+    as `frontier_json`) and into TensorBoard at <storage>/<name>/inference_scaling: a series
+    per checkpoint against Mmax at its training setting, the metric against inference FLOPs
+    with the search's Pareto front as a picture, and the front as a table. Returns
+    {"inference_scaling": {"<trial>@<step>": {Mmax: metric}}, "inference_frontier": front}."""
+    from hrm.compute import pareto_front
+    from hrm.artifact_rows import index_values
+    from hrm.inference import frontier_point
+
     store = ArtifactStore(f"{storage}/artifacts")
     if not space.store.scaling or not store.exists() or name not in store.experiments():
-        return {}
+        return {"inference_scaling": {}, "inference_frontier": []}
     rows = store.table(name).to_pylist()
     device = "cuda" if space.budget.gpus_per_worker else "cpu"
-    curves = run([(store.root, r["artifact_id"], space.store.scaling, device) for r in rows])
-    store.annotate(name, {r["artifact_id"]: {f"{key}@mmax{m}": c[key] for m, c in curve.items()
-                                             for key in (space.metric, f"{space.metric}_se", "inference_flops") if key in c}
-                          for r, curve in zip(rows, curves)})
-    out = {f"{r['trial_id']}@{r['step']}": {m: c[space.metric] for m, c in curve.items()} for r, curve in zip(rows, curves)}
-    _scaling_tensorboard(out, space.metric, f"{storage}/{name}/inference_scaling")
-    return out
+    s = space.store
+    measured = run([(store.root, r["artifact_id"], s.scaling, list(s.views), s.path_grid(), device) for r in rows])
+    values = {r["artifact_id"]: index_values(m, space.metric) for r, m in zip(rows, measured)}
+    points = {r["artifact_id"]: [{**frontier_point(p, space.metric), "plain": p["plain"]} for p in m]
+              for r, m in zip(rows, measured)}
+    store.annotate(name, {a: {**v, "frontier_json": json.dumps(pareto_front(points[a], space.mode))}
+                          for a, v in values.items()})
+    labels = {r["artifact_id"]: f"{r['trial_id']}@{r['step']}" for r in rows}
+    every = [{**p, "checkpoint": labels[a]} for a, ps in points.items() for p in ps]
+    front = pareto_front(every, space.mode)
+    curves = {labels[r["artifact_id"]]: {p["mmax"]: p["metrics"][space.metric] for p in m if p["plain"]}
+              for r, m in zip(rows, measured)}
+    _scaling_tensorboard(curves, every, front, space.metric, f"{storage}/{name}/inference_scaling")
+    return {"inference_scaling": curves, "inference_frontier": front}
 
 
-def _scaling_tensorboard(curves: dict[str, dict[int, float]], metric: str, remote: str) -> None:
+def _scaling_tensorboard(curves: dict[str, dict[int, float]], points: list[dict], front: list[dict], metric: str,
+                         remote: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # no display on a cluster head
     import matplotlib.pyplot as plt
     from torch.utils.tensorboard import SummaryWriter
 
+    from hrm.report_figures import frontier_table, pareto_figure
     from hrm.storage import Mirror
 
     with tempfile.TemporaryDirectory(prefix="hrm-scaling-") as tmp:
@@ -202,7 +218,20 @@ def _scaling_tensorboard(curves: dict[str, dict[int, float]], metric: str, remot
             fig.tight_layout()
             fig.savefig(f"{tmp}/inference_scaling.png")
             writer.add_figure("inference_scaling/picture", fig)
+            pareto_figure(points, front, Path(tmp, "inference_frontier.png"), "inference FLOPs per question", metric,
+                          f"{metric} against inference compute (Mmax x views x paths x members)",
+                          "a kept checkpoint at one setting")
+            writer.add_image("inference_frontier/picture", _png(f"{tmp}/inference_frontier.png"), dataformats="HWC")
+            writer.add_text("inference_frontier/front", frontier_table(front, metric))
         Mirror(tmp, remote).push()
+
+
+def _png(path: str):
+    """An RGB array of a PNG (Pillow comes with tensorboard)."""
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"))
 
 
 def write_space(space: SearchSpace, name: str, storage: str) -> None:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import pyarrow.fs as pafs
 
+from hrm.artifact_rows import index_points
 from hrm.compute import pareto_front
 from hrm.config import ConfigError
 from hrm.search.study import journal_uri, load as load_study
@@ -371,21 +372,21 @@ def curves(exp: Experiment) -> tuple[str, list[dict[str, Any]]]:
 
 
 def inference_pareto(exp: Experiment, labels: dict[str, str]) -> dict[str, Any]:
-    """The metric against inference FLOPs per question at each Mmax the end of the search measured."""
+    """The metric against inference FLOPs per question at each setting (Mmax x views x paths x
+    ensemble size) the end of the search measured (`hrm.artifact_rows.index_points`)."""
     from hrm.artifacts import ArtifactStore
 
     store = ArtifactStore(f"{exp.root.rstrip('/')}/artifacts")
     if not store.exists() or exp.name not in store.experiments():
         return {"mmax": [], "points": [], "front": [], "note": "no artifact index for this search"}
-    table = store.table(exp.name)
-    col, fl = f"metric.{exp.space['metric']}@mmax", "metric.inference_flops@mmax"
-    ns = sorted(int(c[len(col):]) for c in table.column_names if c.startswith(col) and c[len(col):].isdigit()
-                and f"{fl}{c[len(col):]}" in table.column_names)
-    points = [{"compute": r[f"{fl}{n}"], "value": r[f"{col}{n}"], "mmax": n, "trial_id": r["trial_id"],
-               "step": r["step"], "setting": labels.get(r["trial_id"], "")}
-              for r in table.to_pylist() for n in ns if r[f"{col}{n}"] is not None and r[f"{fl}{n}"] is not None]
-    note = None if len(ns) >= 2 else "the search measured fewer than two Mmax (store.scaling)"
-    return {"mmax": ns, "points": points, "front": pareto_front(points, exp.space["mode"]) if not note else [],
+    points = [{**p, "trial_id": r["trial_id"], "step": r["step"], "checkpoint": f"{r['trial_id']}@{r['step']}",
+               "setting": labels.get(r["trial_id"], "")}
+              for r in store.table(exp.name).to_pylist() for p in index_points(r, exp.space["metric"])]
+    axes = {axis: sorted({p[axis] for p in points if p[axis] is not None}) for axis in ("mmax", "views", "paths",
+                                                                                           "members")}
+    note = None if len(points) > len({p["checkpoint"] for p in points}) else \
+        "the search measured one setting per checkpoint (store.scaling, store.views, store.paths)"
+    return {**axes, "points": points, "front": pareto_front(points, exp.space["mode"]) if not note else [],
             "note": note}
 
 

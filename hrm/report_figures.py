@@ -180,8 +180,8 @@ def figures(report: dict[str, Any], folder: Path) -> dict[str, str]:
             f"{metric} against training compute")),
         "pareto_inference": (bool(inference["front"]), lambda p: pareto_figure(
             inference["points"], inference["front"], p, "inference FLOPs per question", metric,
-            f"{metric} against inference compute (Mmax {', '.join(map(str, inference['mmax']))})",
-            "a kept checkpoint at one Mmax")),
+            f"{metric} against inference compute (Mmax x views x paths x members)",
+            "a kept checkpoint at one setting")),
     }
     for name, (wanted, draw) in jobs.items():
         if wanted:
@@ -273,6 +273,17 @@ def _claims(report: dict[str, Any]) -> str:
                       "by inside"], rows))
 
 
+def frontier_table(front: list[dict[str, Any]], metric: str) -> str:
+    """An inference-compute front as a markdown table: FLOPs, the metric and its se, the
+    setting (Mmax, views, paths, ensemble members; "trained" where the checkpoint's own) and
+    the checkpoint (`trial@step`), plus its search setting where the point has one."""
+    setting = any(p.get("setting") for p in front)
+    rows = [[p["compute"], p["value"], p.get("se"), p["mmax"], p["views"] or "trained", p["paths"],
+             p["members"] or "trained", p["checkpoint"]] + ([p.get("setting") or "–"] if setting else []) for p in front]
+    return _table(["inference FLOPs", metric, "se", "Mmax", "views", "paths", "members", "checkpoint"]
+                  + (["setting"] if setting else []), rows)
+
+
 def _pareto(report: dict[str, Any]) -> str:
     t, i = report["pareto"]["training"], report["pareto"]["inference"]
     head = ["compute", report["metric"], "trial", "setting", "step"]
@@ -280,11 +291,12 @@ def _pareto(report: dict[str, Any]) -> str:
             f"{t['points']} evaluations).\n\n"
             + _table(head, [[p["compute"], p["value"], p["trial_id"], p["setting"], p["step"]] for p in t["front"]]))
     if i["front"]:
-        text += ("\n\nInference: the kept checkpoints at Mmax " + ", ".join(map(str, i["mmax"]))
-                 + " against inference FLOPs per question.\n\n"
-                 + _table(["inference FLOPs", report["metric"], "Mmax", "trial", "setting", "step"],
-                          [[p["compute"], p["value"], p["mmax"], p["trial_id"], p["setting"], p["step"]]
-                           for p in i["front"]]))
+        text += ("\n\nInference: the kept checkpoints against inference FLOPs per question, at Mmax "
+                 + ", ".join(map(str, i["mmax"])) + (f", views {', '.join(map(str, i['views']))}" if i["views"] else "")
+                 + (f", paths {', '.join(map(str, i['paths']))}" if len(i["paths"]) > 1 else "")
+                 + (f", ensembles of {', '.join(map(str, i['members']))}" if i["members"] else "")
+                 + " (trained: the checkpoint's own views and whole ensemble).\n\n"
+                 + frontier_table(i["front"], report["metric"]))
     else:
         text += f"\n\nInference: no front ({i['note']})."
     return text

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         results = build_tuner(space, name, storage, args.resume).fit()
         summary = search_summary(space, name, storage, [(r.metrics or {}, r.error and str(r.error)) for r in results])
         task = ray.remote(num_cpus=space.budget.cpus_per_worker, num_gpus=space.budget.gpus_per_worker)(scaling_of)
-        summary["inference_scaling"] = scale_kept(space, name, storage, lambda jobs: ray.get([task.remote(*j) for j in jobs]))
+        summary.update(scale_kept(space, name, storage, lambda jobs: ray.get([task.remote(*j) for j in jobs])))
     finally:
         if owns_ray:
             ray.shutdown()

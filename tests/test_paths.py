@@ -146,3 +146,39 @@ def test_the_frontier_spans_mmax_views_and_paths_and_keeps_its_pareto_front(ckpt
     assert all(b["value"] > a["value"] for a, b in zip(front, front[1:]))
     for p in points:  # nothing off the front beats a front point at no more compute
         assert not any(p["compute"] <= f["compute"] and p["value"] > f["value"] for f in front)
+
+
+def test_the_frontier_of_an_ensemble_spans_its_sizes(ckpt, tmp_path, capsys):
+    import shutil
+
+    from hrm.cli import main
+
+    copies = [shutil.copytree(ckpt, tmp_path / f"copy{i}") for i in (1, 2)]
+    assert main(["eval", "--frontier", "--mmax", "2", "--ensemble", str(ckpt), *map(str, copies)]) == 0
+    found = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert found["members"] == 3
+    points = {(p["mmax"], p["members"]): p for p in found["points"]}
+    assert sorted(points) == [(m, n) for m in (1, 2) for n in (1, 2, 3)]  # ensemble sizes 1, 2, 4, ... and all
+    for (m, n), p in points.items():  # n copies of one model: n times the compute, the same answers
+        assert p["compute"] == pytest.approx(n * points[(m, 1)]["compute"])
+        assert p["value"] == points[(m, 1)]["value"]
+
+
+def test_the_search_s_scaling_grid_goes_into_the_index_and_back(ckpt):
+    from hrm.artifact_rows import METRIC, index_points, index_values
+    from hrm.inference import frontier_point, inference_scaling
+
+    measured = inference_scaling(ckpt, factor=1, views=[2], paths=[Paths(1), Paths(2, 0.1)])
+    steps = sorted({p["mmax"] for p in measured})
+    assert sorted((p["mmax"], p["views"], p["paths"], p["members"]) for p in measured) == [
+        (m, v, k, 1) for m in steps for v in (1, 2) for k in (1, 2)]  # the training evaluated one view
+    assert [p["mmax"] for p in measured if p["plain"]] == steps
+    row = {METRIC + k: v for k, v in index_values(measured, "pass@2").items()}
+    assert f"{METRIC}pass@2@mmax{steps[-1]}" in row and f"{METRIC}pass@2@mmax1@views2@paths2@members1" in row
+    back = index_points({**row, "trial_id": "t0000", f"{METRIC}pass@2": 0.5}, "pass@2")
+    want = [frontier_point(p, "pass@2") for p in measured]
+    assert len(back) == len(want)
+    for p in back:  # the plain setting reads back without views and members: the checkpoint's own
+        (match,) = [w for w in want if (w["mmax"], w["paths"]) == (p["mmax"], p["paths"])
+                    and (w["views"], w["members"]) == ((1, 1) if p["plain"] else (p["views"], p["members"]))]
+        assert (p["compute"], p["value"], p["se"]) == (match["compute"], match["value"], match["se"])

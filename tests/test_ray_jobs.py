@@ -134,7 +134,17 @@ def test_smoke_search_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
     for label, curve in summary["inference_scaling"].items():  # Mmax 1, 2, 4, ... up to 4x its training Mmax
         assert f"inference_scaling/token_accuracy/{label}" in scaling and list(curve)[:2] == ["1", "2"]
     scaled = store.table("smoke")
-    assert all(c in scaled.column_names for c in ("metric.token_accuracy@mmax1", "metric.token_accuracy@mmax2"))
+    assert all(c in scaled.column_names for c in ("metric.token_accuracy@mmax1", "metric.token_accuracy@mmax2",
+                                                  "metric.inference_flops@mmax1@views2@paths2@members1"))
+    # the frontier over Mmax x views x paths: each row's own front in the index, the search's in
+    # TensorBoard (a picture and a table) and in the summary, a front no measured point beats
+    for row in scaled.to_pylist():
+        own = json.loads(row["frontier_json"])
+        assert own and all(a["compute"] < b["compute"] and a["value"] < b["value"] for a, b in zip(own, own[1:]))
+    assert "inference_frontier/picture" in scaling and "inference_frontier/front/text_summary" in scaling
+    front = summary["inference_frontier"]
+    assert {(p["views"], p["paths"]) for p in front} <= {(1, 1), (1, 2), (2, 1), (2, 2)} and front
+    assert front == sorted(front, key=lambda p: p["compute"])
     for tags in runs.values():
         assert "eval/pass@2" in tags and "loss/total" in tags
         assert any(t.startswith("predictions/") for t in tags)

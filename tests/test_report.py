@@ -129,7 +129,10 @@ def _add_index(root: Path, name: str, tmp: Path) -> None:
         aid = store.add(experiment=name, trial_id=trial, hparams={}, checkpoint_dir=str(ckpt), step=30, eval_round=3,
                         metrics={"pass@2": base})
         ids[aid] = {**{f"pass@2@mmax{m}": base + 0.05 * k for k, m in enumerate((1, 2, 4))},
-                    **{f"inference_flops@mmax{m}": 1e9 * m * (1 + (trial == "t0004")) for m in (1, 2, 4)}}
+                    **{f"inference_flops@mmax{m}": 1e9 * m * (1 + (trial == "t0004")) for m in (1, 2, 4)},
+                    # and with 4 latent paths at one view (4x the FLOPs, better)
+                    "pass@2@mmax4@views1@paths4@members1": base + 0.2, "pass@2_se@mmax4@views1@paths4@members1": 0.02,
+                    "inference_flops@mmax4@views1@paths4@members1": 16e9 * (1 + (trial == "t0004"))}
     store.annotate(name, ids)
 
 
@@ -226,8 +229,11 @@ def test_pareto_fronts(grid_report):
     assert xs == sorted(xs) and ys == sorted(ys) and len(front) >= 2
     assert report["pareto"]["training"]["points"] == 7 * 3 + 1  # every eval of every trial, the stopped one's too
     inference = report["pareto"]["inference"]
-    assert inference["mmax"] == [1, 2, 4] and len(inference["points"]) == 6
+    assert inference["mmax"] == [1, 2, 4] and inference["paths"] == [1, 4] and len(inference["points"]) == 8
     assert {p["trial_id"] for p in inference["front"]} == {"t0001"}  # t0004 pays twice the FLOPs for less
+    top = inference["front"][-1]  # the 4 paths at Mmax 4: the most compute, the best
+    assert (top["mmax"], top["views"], top["paths"], top["members"], top["se"]) == (4, 1, 4, 1, 0.02)
+    assert [p["paths"] for p in inference["front"]] == [1, 1, 1, 4] and not top["plain"]
 
 
 def test_tensorboard_run_holds_the_figures_and_the_tables(grid_report):

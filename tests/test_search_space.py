@@ -394,6 +394,14 @@ def test_store_section_and_what_the_user_watches(tmp_path):
         load_space("smoke", ["store.keep_per_experiment=0"])
     with pytest.raises(ConfigError, match="store"):
         load_space("smoke", ["store.keep=1"])
+    grid = load_space("smoke", ["store.views=[1, 4]", "store.paths=[1, 4]", "store.noise=0.1", "store.noise_on=HL"])
+    assert [(p.k, p.noise, p.on) for p in grid.store.path_grid()] == [(4, 0.1, "HL")]  # one path is always measured
+    with pytest.raises(ConfigError, match=r"store.paths \[4\] needs store.noise > 0"):
+        load_space("smoke", ["store.paths=[4]", "store.noise=0"])
+    with pytest.raises(ConfigError, match=r"store.views: counts >= 1, got \[0\]"):
+        load_space("smoke", ["store.views=[0]"])
+    with pytest.raises(ConfigError, match="store.noise_on"):
+        load_space("smoke", ["store.noise_on=Z"])
 
     assert short_names(space)["model.H_cycles"] == "H_cycles" and short_names(space)["optim.lr"] == "lr"
     clash = load_space("smoke", ["params.data.seed={type: int, low: 0, high: 3}",

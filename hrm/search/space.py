@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from hrm.config import AtLeast1, Config, ConfigError, NonNeg, Range, checked, hint
+from hrm.evaluate import Paths
 
 
 class SpaceError(ConfigError):
@@ -248,9 +249,27 @@ class Store:
     # At the end of the search the kept checkpoints are evaluated at Mmax 1, 2, 4, ... up to
     # this many times their training Mmax (inference-time scaling; 0: not).
     scaling: Annotated[int, Range(ge=0)] = 4
+    # ... and also at these view counts (besides the training's train.eval_views) and with
+    # these numbers of parallel latent paths (besides 1; `hrm eval --paths`), noise of std
+    # `noise` on the latent `noise_on`; an ensemble (a seeds checkpoint) also at its sizes
+    # 1, 2, 4, ...: the inference-compute frontier over Mmax x views x paths x members.
+    views: tuple[int, ...] = ()
+    paths: tuple[int, ...] = ()
+    noise: NonNeg = 0.0
+    noise_on: Literal["L", "H", "HL"] = "L"
 
     def __post_init__(self) -> None:
         checked(self, "store", SpaceError)
+        for key in ("views", "paths"):
+            if any(n < 1 for n in getattr(self, key)):
+                raise SpaceError(f"store.{key}: counts >= 1, got {list(getattr(self, key))}")
+        if any(k > 1 for k in self.paths) and not self.noise > 0:
+            raise SpaceError(f"store.paths {list(self.paths)} needs store.noise > 0 (the extra paths differ from "
+                             "path 0 only by their noise)")
+
+    def path_grid(self) -> list[Paths]:
+        """The paths settings the end of a search measures besides one path."""
+        return [Paths(k, self.noise, self.noise_on) for k in sorted(set(self.paths)) if k > 1]
 
 
 @dataclass(frozen=True, kw_only=True)
