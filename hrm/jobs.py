@@ -219,8 +219,8 @@ def _scaling_tensorboard(curves: dict[str, dict[int, float]], points: list[dict]
             fig.savefig(f"{tmp}/inference_scaling.png")
             writer.add_figure("inference_scaling/picture", fig)
             pareto_figure(points, front, Path(tmp, "inference_frontier.png"), "inference FLOPs per question", metric,
-                          f"{metric} against inference compute (Mmax x views x paths x members)",
-                          "a kept checkpoint at one setting")
+                          f"{metric} against inference compute",
+                          "a kept checkpoint at one Mmax x views x paths x members")
             writer.add_image("inference_frontier/picture", _png(f"{tmp}/inference_frontier.png"), dataformats="HWC")
             writer.add_text("inference_frontier/front", frontier_table(front, metric))
         Mirror(tmp, remote).push()

@@ -180,8 +180,8 @@ def figures(report: dict[str, Any], folder: Path) -> dict[str, str]:
             f"{metric} against training compute")),
         "pareto_inference": (bool(inference["front"]), lambda p: pareto_figure(
             inference["points"], inference["front"], p, "inference FLOPs per question", metric,
-            f"{metric} against inference compute (Mmax x views x paths x members)",
-            "a kept checkpoint at one setting")),
+            f"{metric} against inference compute",
+            "a kept checkpoint at one Mmax x views x paths x members")),
     }
     for name, (wanted, draw) in jobs.items():
         if wanted:
