@@ -7,9 +7,9 @@ imports Ray, Optuna, pytest or TensorBoard. `benchmarks/gpu_check.sh` is the ent
 1. environment: versions, the GPU, which optional packages are missing (and not needed);
 2. bf16 autocast against fp32 eager on the same batch and weights (`check_bf16`):
    the segment's loss within 2% relative and >= 98% of token argmaxes equal;
-3. `torch.compile` of the segment against eager, same dtype (`check_compile`): loss
+3. a segment with its blocks compiled as training compiles them against eager, same dtype (`check_compile`): loss
    within 1e-4 relative in fp32 (2e-2 in bf16), gradients within 1e-3 (bf16 5e-2) of
-   their largest entry, and no graph break (`torch._dynamo.explain`);
+   their largest entry, and no graph break in a block (`torch._dynamo.explain`);
 4. throughput at the reference size (batch 768), eager and compiled: segments/s, MFU
    against the GPU's bf16 peak, peak memory (`train_throughput.measure`);
 5. a short Sudoku training run (`hrm.train.train`) that must learn: exact accuracy
@@ -33,9 +33,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from hrm.compiled import compile_blocks  # noqa: E402
 from hrm.config import load_config  # noqa: E402
 from hrm.runtime import autocast  # noqa: E402
 from hrm.model import act_loss, build_model  # noqa: E402
+from hrm.model.layers import Block  # noqa: E402
 
 TOLERANCE = {"bf16_loss_rel": 0.02, "bf16_argmax_agree": 0.98, "compile_loss_rel": {"float32": 1e-4, "bfloat16": 2e-2},
              "compile_grad_rel": {"float32": 1e-3, "bfloat16": 5e-2}}
@@ -75,10 +77,10 @@ def check_compile(cfg, batch: int, device: torch.device, dtype: torch.dtype) -> 
     eager, data = _model_and_batch(cfg, batch, device)
     compiled = copy.deepcopy(eager)
     carry = eager.reset_halted(eager.initial_carry(*data))
-    rows = compiled.puzzle_rows(carry.puzzle_ids)
-    explain = torch._dynamo.explain(compiled.recurrence)(carry.z_H, carry.z_L, carry.inputs, rows)
+    block = next(m for m in compiled.modules() if isinstance(m, Block))  # what training compiles (hrm.compiled)
+    explain = torch._dynamo.explain(block)(carry.z_H, compiled.rope())
     torch._dynamo.reset()
-    compiled.recurrence = torch.compile(compiled.recurrence)
+    compile_blocks(compiled)
     losses, grads = [], []
     for model in (eager, compiled):
         loss, _ = _segment_loss(model, data, device, dtype)

@@ -29,6 +29,7 @@ import time
 
 import torch
 
+from hrm.compiled import compile_blocks
 from hrm.config import load_config
 from hrm.dataset import task_spec
 from hrm.runtime import autocast
@@ -104,8 +105,8 @@ def measure(cfg, batch: int, steps: int, warmup: int, device: torch.device, dtyp
     torch.manual_seed(0)
     model = build_model(cfg, {"vocab_size": spec.vocab_size, "seq_len": spec.seq_len, "num_puzzle_ids": spec.num_puzzle_ids})
     model = model.to(device).train()
-    if compile_segment:
-        model.recurrence = torch.compile(model.recurrence)
+    if compile_segment:  # as training compiles: each block (hrm.compiled)
+        compile_blocks(model)
     opt = AdamATan2(model.parameters(), lr=1e-4, weight_decay=0.1)
     popt = SparseSignSGD(model.puzzle_emb, lr=1e-4, weight_decay=0.1) if model.puzzle_emb is not None else None
     B = batch

@@ -72,9 +72,14 @@ def worker_config(cfg: Config, run_dir: str, storage: str, hparams: dict | None 
     (`run_dir`, in the storage: workers write nothing a user needs on their own node), its
     HParams, the search's `SearchSpace.rung` (reports then carry ASHA's `rung_score`) and
     its seeds per trial.
-    On object storage every node shares the datasets under <storage>/datasets."""
+    On object storage every node shares the datasets under <storage>/datasets. Every trial of
+    an experiment shares its compiled blocks under <storage>/<experiment>/compile_cache
+    (`hrm.compiled`), unless train.compile_cache names another place."""
     if is_uri(storage) and cfg.data.share is None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, share=f"{storage}/datasets"))
+    if cfg.train.compile_cache is None:
+        shared = f"{run_dir.rstrip('/').rsplit('/', 1)[0]}/compile_cache"
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile_cache=shared))
     if cfg.train.wandb is not None:  # one W&B run per trial, grouped by the experiment
         experiment, trial = run_dir.rstrip("/").rsplit("/", 2)[-2:]
         wandb = dataclasses.replace(cfg.train.wandb, group=cfg.train.wandb.group or experiment,

@@ -37,7 +37,8 @@ from hrm.optim import lr_at
 from hrm.runlog import MIRROR_S, RunLog, check_wandb, print_flushed
 from hrm.runtime import Runtime, all_reduce_grads, autocast, resolve_runtime
 from hrm.storage import Mirror
-from hrm.train_state import TrainState, check_finite, init_state, resume_point, resume_state, save_checkpoint
+from hrm.train_state import (TrainState, check_finite, init_state, resume_point, resume_state, save_checkpoint,
+                             share_compiled)
 
 Report = Callable[[dict[str, float], "str | None"], None]
 _IMAGES_PER_EVAL = 4  # prediction pictures logged to TensorBoard per evaluation
@@ -116,6 +117,7 @@ def train_round(run: Run) -> tuple[dict[str, float], Path | None]:
             run.sums, run.window, started = {}, 0, time.monotonic()
         if evaluates_at(state.cfg, state.cost, state.step, state.total_steps):  # evaluate, checkpoint
             metrics = evaluate(state, run.test_split, run.log)
+            share_compiled(state)
             if t.checkpoint:  # never a checkpoint of broken weights: a resume would only repeat them
                 check_finite(state)
             ckpt = save_checkpoint(state, run.out, metrics, run.root) if t.checkpoint else None

@@ -4,6 +4,7 @@ restored from one exactly, so a resumed run continues bit for bit."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -12,6 +13,7 @@ import torch
 import torch.distributed as dist
 
 from hrm.checkpoint import checkpoint_dirs, fits, load_checkpoint, seed_folders, verify_checkpoint, write_checkpoint
+from hrm.compiled import cache_key, compile_blocks, load_cache, save_cache
 from hrm.compute import budget_steps, step_cost
 from hrm.config import Config, ConfigError, to_dict
 from hrm.data.loader import SampleStream, Split
@@ -36,6 +38,7 @@ class TrainState:
     rng: dict[str, torch.Tensor] | None = None  # its own torch RNG stream, when seeds train in lockstep
     step: int = 0
     eval_round: int = 0
+    compile_cached: bool = False  # this process wrote its compiled blocks to train.compile_cache
 
     @property
     def local_batch(self) -> int:
@@ -53,13 +56,31 @@ def total_steps(cfg: Config, train_split: Split) -> int:
     return max(1, int(cfg.train.epochs * groups * mean_examples / cfg.train.global_batch_size))
 
 
+def compile_key(cfg: Config, rt: Runtime, seq_len: int) -> dict[str, Any]:
+    """The compile cache's key of a run (`hrm.compiled.cache_key`)."""
+    return cache_key(cfg.model, seq_len, cfg.train.global_batch_size // rt.world_size, rt.dtype, rt.device)
+
+
+def share_compiled(state: TrainState) -> None:
+    """After the first evaluation (every graph a run needs is compiled by then), the main
+    rank writes them to train.compile_cache once, for the search's other trials."""
+    t, rt = state.cfg.train, state.rt
+    if rt.compile and t.compile_cache and rt.is_main and not state.compile_cached:
+        save_cache(t.compile_cache, compile_key(state.cfg, rt, state.task["seq_len"]))
+        state.compile_cached = True
+
+
+def _warn(line: str) -> None:
+    print(f"[train] warning: {line}", file=sys.stderr, flush=True)
+
+
 def init_state(cfg: Config, rt: Runtime, train_split: Split) -> TrainState:
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg, train_split.meta).to(rt.device)
-    if rt.compile:
-        # Compile the segment's recurrence (the hot path); the puzzle-row lookup and the
-        # ACT bookkeeping stay eager (hrm.model.act.Recurrent.segment says why).
-        model.recurrence = torch.compile(model.recurrence)
+    if rt.compile:  # each block, one graph for every setting (hrm.compiled); the ACT loop stays eager
+        compile_blocks(model)
+        if cfg.train.compile_cache:
+            load_cache(cfg.train.compile_cache, compile_key(cfg, rt, train_split.meta["seq_len"]), _warn)
     o = cfg.optim
     optimizer = build_optimizer(model, o)
     puzzle_optimizer = (

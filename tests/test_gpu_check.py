@@ -1,5 +1,5 @@
 """The GPU check script works (run on the CPU at tiny sizes), torch.compile of the
-segment matches eager on the CPU with no graph break, and the CUDA checks pass where
+blocks matches eager on the CPU with no graph break, and the CUDA checks pass where
 a GPU is present."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ TINY = ["model.hidden_size=32", "model.num_heads=4", "model.H_layers=1", "model.
 
 
 @pytest.mark.slow
-def test_compile_of_the_segment_matches_eager_on_cpu_without_graph_breaks():
+def test_compiled_blocks_match_eager_on_cpu_without_graph_breaks():
     row = check_compile(load_config("quickstart", TINY), 4, torch.device("cpu"), torch.float32)
     assert row["graph_breaks"] == 0 and row["graphs"] == 1, row
     assert row["loss_rel_diff"] < 1e-4 and row["grad_rel_diff"] < 1e-3, row

@@ -163,6 +163,10 @@ def test_smoke_search_end_to_end(local_ray, tmp_path, capsys, monkeypatch):
     assert len({rows[-1]["step"] for rows in lasts if rows[-1]["flops"] >= space.scheduler.max_t}) >= 2, lasts
     assert sum(rows[-1]["flops"] < space.scheduler.max_t for rows in lasts) == summary["stopped_early"]
     assert all("eval_by_mflop/token_accuracy" in tags and "eval_by_samples/pass@2" in tags for tags in runs.values())
+    # every trial points its compiled blocks at one cache for the experiment (hrm.compiled)
+    configs = [d / "hrm" / "config.yaml" for d in exp.iterdir() if (d / "hrm" / "config.yaml").exists()]
+    assert len(configs) == summary["trials"]
+    assert all(f"compile_cache: {exp}/compile_cache" in c.read_text() for c in configs)
     # The report, written at the end of the search (its statistics: tests/test_report.py)
     report = json.loads((exp / "report" / "report.json").read_text())
     assert summary["report"] == str(exp / "report") and report["summary"]["trials"] == summary["trials"]

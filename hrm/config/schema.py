@@ -265,6 +265,9 @@ class TrainConfig:
     # float32 elsewhere; compile auto: on for CUDA only (hrm.runtime.auto_dtype).
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     compile: Literal["auto", "on", "off"] = "auto"
+    # Where compiled blocks are cached for other runs (a folder or URI; hrm.compiled): a search
+    # points it at <storage>/<name>/compile_cache. null: the node's own torch caches only.
+    compile_cache: str | None = None
     # Exponential moving average of the weights (e.g. 0.999, TRM's); evaluation uses it and
     # checkpoints store it as the model (hrm.optim.EMA). null: off, as in HRM.
     ema: Annotated[float | None, Range(gt=0, lt=1)] = None
