@@ -66,8 +66,11 @@ def share_compiled(state: TrainState) -> None:
     rank writes them to train.compile_cache once, for the search's other trials."""
     t, rt = state.cfg.train, state.rt
     if rt.compile and t.compile_cache and rt.is_main and not state.compile_cached:
-        save_cache(t.compile_cache, compile_key(state.cfg, rt, state.task["seq_len"]))
         state.compile_cached = True
+        try:
+            save_cache(t.compile_cache, compile_key(state.cfg, rt, state.task["seq_len"]))
+        except OSError as exc:  # a cache that cannot be written only costs later runs a compile
+            _warn(f"compile cache {t.compile_cache}: not written ({exc}); training goes on")
 
 
 def _warn(line: str) -> None:

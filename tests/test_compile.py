@@ -131,3 +131,14 @@ def test_a_compiled_run_shares_its_blocks_after_its_first_evaluation(tmp_path, t
     compiled = train(tiny.config(tmp_path / "compiled", train={"compile": "on", "compile_cache": str(cache)}))
     assert [p.suffix for p in cache.iterdir()] == [".bin"]  # written once, under its key
     assert compiled["token_accuracy"] == pytest.approx(eager["token_accuracy"], abs=0.02)
+
+
+
+def test_a_cache_that_cannot_be_written_is_one_warning_and_the_run_goes_on(tmp_path, tiny, capsys):
+    from hrm.train import train
+
+    (tmp_path / "file").write_text("a file, not a folder")
+    out = train(tiny.config(tmp_path / "run", train={"compile": "on", "compile_cache": str(tmp_path / "file" / "c")}))
+    assert out["step"] == 4
+    lines = [line for line in capsys.readouterr().err.splitlines() if "compile cache" in line]
+    assert len(lines) == 1 and "not written" in lines[0] and "training goes on" in lines[0], lines
