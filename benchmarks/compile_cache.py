@@ -16,6 +16,7 @@ benchmarks/train_throughput.py measures it).
 
     python benchmarks/compile_cache.py                      # quickstart size
     python benchmarks/compile_cache.py --set model.hidden_size=512 --batch 16   # wider
+    python benchmarks/compile_cache.py --device cuda        # bf16 on a GPU (benchmarks/gpu_check.py runs it)
 """
 
 from __future__ import annotations
@@ -51,7 +52,12 @@ def _phase(args: argparse.Namespace) -> dict:
         load_s = time.perf_counter() - start
     else:
         load_s = None
-    dtype, device = getattr(torch, auto_dtype("cpu")), torch.device("cpu")
+    device = torch.device(args.device)
+    dtype = getattr(torch, auto_dtype(device.type))
+
+    def sync() -> None:  # a GPU's time is its kernels' time
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
     out = {"phase": args.phase, "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(),
            "artifacts_load_s": load_s, "settings": []}
     for cycles in ((2, 2), (1, 3)):
@@ -61,12 +67,12 @@ def _phase(args: argparse.Namespace) -> dict:
         row = {"H_cycles": cycles[0], "L_cycles": cycles[1]}
         for compiled in (False, True):
             torch.manual_seed(0)
-            model = build_model(cfg, meta).train()
+            model = build_model(cfg, meta).to(device).train()
             if compiled:
                 graphs = counters["stats"]["unique_graphs"]
                 compile_blocks(model)
-            x = torch.randint(1, spec.vocab_size, (args.batch, spec.seq_len))
-            carry = model.initial_carry(x, x.clone(), torch.zeros(args.batch, dtype=torch.long))
+            x = torch.randint(1, spec.vocab_size, (args.batch, spec.seq_len), device=device)
+            carry = model.initial_carry(x, x.clone(), torch.zeros(args.batch, dtype=torch.long, device=device))
 
             def step():
                 nonlocal carry
@@ -76,13 +82,17 @@ def _phase(args: argparse.Namespace) -> dict:
                 loss, _ = act_loss(o, carry.labels, cfg.model.loss)
                 loss.backward()
 
+            sync()
             start = time.perf_counter()
             step()
+            sync()
             first = time.perf_counter() - start
             step()  # the other graphs a step can need (e.g. the no-grad one) are built by now
+            sync()
             start = time.perf_counter()
             for _ in range(args.steps):
                 step()
+            sync()
             steady = (time.perf_counter() - start) / args.steps
             key = "compiled" if compiled else "eager"
             row[f"{key}_s_per_segment"] = steady
@@ -106,9 +116,26 @@ def _phase(args: argparse.Namespace) -> dict:
     return out
 
 
+def phases(config: str, sets: list[str], batch: int, steps: int, device: str) -> list[dict]:
+    """The three phases (module docstring), each in its own process; one row each."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="hrm-compile-bench-") as tmp:
+        artifacts = f"{tmp}/artifacts.bin"
+        for phase, inductor in (("cold", "node1"), ("node", "node1"), ("storage", "node2")):
+            cmd = [sys.executable, __file__, "--phase", phase, "--artifacts", artifacts, "--config", config,
+                   "--batch", str(batch), "--steps", str(steps), "--device", device, *[f"--set={s}" for s in sets]]
+            env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": f"{tmp}/{inductor}"}
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"compile_cache.py: the {phase} phase failed: {done.stderr[-2000:]}")
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="quickstart")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=5)
@@ -120,16 +147,11 @@ def main() -> None:
     if args.phase:
         print(json.dumps(_phase(args)))
         return
-    with tempfile.TemporaryDirectory(prefix="hrm-compile-bench-") as tmp:
-        artifacts = f"{tmp}/artifacts.bin"
-        for phase, inductor in (("cold", "node1"), ("node", "node1"), ("storage", "node2")):
-            cmd = [sys.executable, __file__, "--phase", phase, "--artifacts", artifacts, "--config", args.config,
-                   "--batch", str(args.batch), "--steps", str(args.steps), *[f"--set={s}" for s in args.set]]
-            env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": f"{tmp}/{inductor}"}
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            if done.returncode:
-                sys.exit(f"compile_cache.py: the {phase} phase failed: {done.stderr[-2000:]}")
-            print(done.stdout.strip().splitlines()[-1], flush=True)
+    try:
+        for row in phases(args.config, args.set, args.batch, args.steps, args.device):
+            print(json.dumps(row), flush=True)
+    except RuntimeError as exc:
+        sys.exit(str(exc))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@ imports Ray, Optuna, pytest or TensorBoard. `benchmarks/gpu_check.sh` is the ent
    their largest entry, and no graph break in a block (`torch._dynamo.explain`);
 4. throughput at the reference size (batch 768), eager and compiled: segments/s, MFU
    against the GPU's bf16 peak, peak memory (`train_throughput.measure`);
-5. a short Sudoku training run (`hrm.train.train`) that must learn: exact accuracy
+5. the compile's cost cold, with the node's inductor cache warm, and from torch's portable
+   cache artifacts in a fresh process (their load time), with the compiled step's speed-up
+   and no recompile for a second setting (`benchmarks/compile_cache.py`, a process each);
+6. a short Sudoku training run (`hrm.train.train`) that must learn: exact accuracy
    at the end above the start.
 Exit 1 if a check fails, 2 for a bad flag. `--device cpu --quick` runs the same steps
 on the CPU at tiny sizes (the test suite does, so the script is known to work).
@@ -119,6 +122,23 @@ def train_run(device: torch.device, quick: bool, out: Path) -> dict:
             "seconds": round(time.perf_counter() - start, 1)}
 
 
+def compile_phases(device: torch.device, quick: bool) -> list[dict]:
+    """Compile cold, warm on the node and warm from the portable cache (hrm.compiled), on
+    the quickstart model at 9x9 (tiny with --quick): a row per phase; a second setting
+    must add no graph."""
+    from compile_cache import phases
+
+    sets = (["model.hidden_size=32", "model.H_layers=1", "model.L_layers=1", "data.sudoku.size=4",
+             "data.sudoku.blanks=4"] if quick else ["data.sudoku.size=9"])
+    rows = []
+    for r in phases("quickstart", sets, 8 if quick else 64, 2 if quick else 5, device.type):
+        first, second = r["settings"]
+        rows.append({"check": f"compile {r['phase']}", "ok": second["new_graphs"] == 0,
+                     "compile_s": first["compile_s"], "artifacts_load_s": r["artifacts_load_s"] or 0.0,
+                     "speedup": first["speedup"], "second_setting_graphs": second["new_graphs"]})
+    return rows
+
+
 def environment(device: torch.device) -> dict:
     missing = [m for m in ("ray", "optuna", "pytest", "tensorboard", "numba") if importlib.util.find_spec(m) is None]
     import numpy
@@ -160,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"check": f"throughput batch {big}{' compiled' if compiled else ''}", "ok": True,
                      **{k: m[k] for k in ("segments_per_s", "samples_per_s", "model_tflops_per_s", "roofline_ratio")
                         if k in m}, **{k: m[k] for k in ("mfu", "peak_memory_gib") if k in m}})
+    rows += compile_phases(device, args.quick)
     rows.append(train_run(device, args.quick, Path(args.out)))
     for row in rows:
         print(json.dumps(row))

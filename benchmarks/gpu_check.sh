@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check (benchmarks/gpu_check.py): bf16 and torch.compile against fp32 eager,
 # no graph breaks, throughput and MFU at the reference size (batch 768, eager and
-# compiled), a short Sudoku run that learns; one summary table. About 4 minutes on
+# compiled), the compile cold, warm on the node and loaded from torch's portable cache
+# (its load time), a short Sudoku run that learns; one summary table. About 4 minutes on
 # one GPU. Needs only python3 with torch, numpy, pyarrow and pyyaml: it says what is
 # missing before it starts. Usage: bash benchmarks/gpu_check.sh [--quick] [--device cpu]
 set -euo pipefail

@@ -15,6 +15,8 @@ TORCHINDUCTOR_CACHE_DIR), and torch's portable cache artifacts
 points at its storage: one file per (torch, device kind, block shapes, dtype, batch), with a
 header naming them. A file that is corrupt, or made by another torch or for other shapes,
 is ignored with one warning line: the run compiles afresh.
+
+When a run compiles (`train.compile: auto`): hrm.compile_plan.
 """
 
 from __future__ import annotations
@@ -61,9 +63,12 @@ def cache_key(model_cfg: Any, seq_len: int, batch: int, dtype: torch.dtype, devi
                       m.arch == "urm", m.prefix_len]}  # URM's blocks carry its ConvSwiGLU
 
 
+def digest(key: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+
+
 def cache_file(folder: str, key: dict[str, Any]) -> str:
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    return f"{folder.rstrip('/')}/{digest}.bin"
+    return f"{folder.rstrip('/')}/{digest(key)}.bin"
 
 
 def load_cache(folder: str, key: dict[str, Any], warn: Callable[[str], None]) -> bool:

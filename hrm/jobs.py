@@ -67,19 +67,22 @@ def search_args(argv: list[str] | None, doc: str | None = None) -> tuple[argpars
 
 
 def worker_config(cfg: Config, run_dir: str, storage: str, hparams: dict | None = None,
-                  rung: tuple | None = None, seeds: int = 1) -> dict:
+                  rung: tuple | None = None, seeds: int = 1, runs: int = 1) -> dict:
     """What a Ray Train worker is given: the config, the folder its run files are mirrored to
     (`run_dir`, in the storage: workers write nothing a user needs on their own node), its
     HParams, the search's `SearchSpace.rung` (reports then carry ASHA's `rung_score`) and
     its seeds per trial.
     On object storage every node shares the datasets under <storage>/datasets. Every trial of
     an experiment shares its compiled blocks under <storage>/<experiment>/compile_cache
-    (`hrm.compiled`), unless train.compile_cache names another place."""
+    (`hrm.compiled`), unless train.compile_cache names another place; `runs` (its number of
+    trials) is train.compile_runs unless that was set above 1."""
     if is_uri(storage) and cfg.data.share is None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, share=f"{storage}/datasets"))
     if cfg.train.compile_cache is None:
         shared = f"{run_dir.rstrip('/').rsplit('/', 1)[0]}/compile_cache"
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile_cache=shared))
+    if cfg.train.compile_runs == 1:
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile_runs=runs))
     if cfg.train.wandb is not None:  # one W&B run per trial, grouped by the experiment
         experiment, trial = run_dir.rstrip("/").rsplit("/", 2)[-2:]
         wandb = dataclasses.replace(cfg.train.wandb, group=cfg.train.wandb.group or experiment,

@@ -18,7 +18,7 @@ from hrm.config import Config, ConfigError
 class Runtime:
     device: torch.device
     dtype: torch.dtype
-    compile: bool
+    compile: str  # on | off | auto (hrm.compile_plan decides auto by measurement)
     rank: int
     world_size: int
 
@@ -72,12 +72,12 @@ def resolve_runtime(cfg: Config) -> Runtime:
         torch.cuda.set_device(device)
     else:
         device = torch.device(kind)  # MPS: float32 and eager unless asked (no float64: see losses)
-    compile_on = t.compile == "on" or (t.compile == "auto" and use_cuda)
+    compile_mode = "off" if kind == "mps" and t.compile == "auto" else t.compile  # MPS: eager unless asked
     if t.global_batch_size % world:
         raise ConfigError(
             f"train.global_batch_size ({t.global_batch_size}) must be divisible by the number of workers ({world})"
         )
-    return Runtime(device, resolve_dtype(t.dtype, kind), compile_on, rank, world)
+    return Runtime(device, resolve_dtype(t.dtype, kind), compile_mode, rank, world)
 
 
 def all_reduce_grads(params: list[torch.nn.Parameter], world: int) -> None:

@@ -105,8 +105,11 @@ def train_round(run: Run) -> tuple[dict[str, float], Path | None]:
     then evaluate and checkpoint. Returns (the evaluation's metrics, its checkpoint or None)."""
     state, t = run.state, run.state.cfg.train
     started = time.monotonic()  # evaluation time is not training throughput
+    plan = state.compile_plan
     while True:
-        for k, v in train_step(state).items():  # step
+        sums = train_step(state) if plan is None else plan.step(lambda: train_step(state),
+                                                                 state.total_steps - state.step, run.log.say)
+        for k, v in sums.items():  # step
             run.sums[k] = run.sums.get(k, 0) + v
         run.window += 1
         if state.step % t.log_interval == 0 or run.done:  # log
@@ -116,7 +119,8 @@ def train_round(run: Run) -> tuple[dict[str, float], Path | None]:
             run.log.sync(MIRROR_S)
             run.sums, run.window, started = {}, 0, time.monotonic()
         if evaluates_at(state.cfg, state.cost, state.step, state.total_steps):  # evaluate, checkpoint
-            metrics = evaluate(state, run.test_split, run.log)
+            metrics = (evaluate(state, run.test_split, run.log) if plan is None
+                       else plan.evaluation(lambda: evaluate(state, run.test_split, run.log)))
             share_compiled(state)
             if t.checkpoint:  # never a checkpoint of broken weights: a resume would only repeat them
                 check_finite(state)

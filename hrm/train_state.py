@@ -5,6 +5,7 @@ restored from one exactly, so a resumed run continues bit for bit."""
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -13,6 +14,7 @@ import torch
 import torch.distributed as dist
 
 from hrm.checkpoint import checkpoint_dirs, fits, load_checkpoint, seed_folders, verify_checkpoint, write_checkpoint
+from hrm.compile_plan import PROBE_STEPS, CompilePlan
 from hrm.compiled import cache_key, compile_blocks, load_cache, save_cache
 from hrm.compute import budget_steps, step_cost
 from hrm.config import Config, ConfigError, to_dict
@@ -38,6 +40,7 @@ class TrainState:
     rng: dict[str, torch.Tensor] | None = None  # its own torch RNG stream, when seeds train in lockstep
     step: int = 0
     eval_round: int = 0
+    compile_plan: CompilePlan | None = None  # train.compile on, or auto with steps to decide on
     compile_cached: bool = False  # this process wrote its compiled blocks to train.compile_cache
 
     @property
@@ -64,8 +67,8 @@ def compile_key(cfg: Config, rt: Runtime, seq_len: int) -> dict[str, Any]:
 def share_compiled(state: TrainState) -> None:
     """After the first evaluation (every graph a run needs is compiled by then), the main
     rank writes them to train.compile_cache once, for the search's other trials."""
-    t, rt = state.cfg.train, state.rt
-    if rt.compile and t.compile_cache and rt.is_main and not state.compile_cached:
+    t, rt, plan = state.cfg.train, state.rt, state.compile_plan
+    if plan is not None and plan.compiled and t.compile_cache and rt.is_main and not state.compile_cached:
         state.compile_cached = True
         try:
             save_cache(t.compile_cache, compile_key(state.cfg, rt, state.task["seq_len"]))
@@ -80,10 +83,6 @@ def _warn(line: str) -> None:
 def init_state(cfg: Config, rt: Runtime, train_split: Split) -> TrainState:
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg, train_split.meta).to(rt.device)
-    if rt.compile:  # each block, one graph for every setting (hrm.compiled); the ACT loop stays eager
-        compile_blocks(model)
-        if cfg.train.compile_cache:
-            load_cache(cfg.train.compile_cache, compile_key(cfg, rt, train_split.meta["seq_len"]), _warn)
     o = cfg.optim
     optimizer = build_optimizer(model, o)
     puzzle_optimizer = (
@@ -99,8 +98,26 @@ def init_state(cfg: Config, rt: Runtime, train_split: Split) -> TrainState:
     task = {k: int(train_split.meta[k]) for k in ("vocab_size", "seq_len", "num_puzzle_ids")}
     ema = EMA(model, cfg.train.ema) if cfg.train.ema else None
     cost = step_cost(cfg, task["seq_len"], task["vocab_size"])
-    return TrainState(cfg, rt, model, optimizer, puzzle_optimizer, stream, carry, total_steps(cfg, train_split), task,
-                      cost, ema)
+    steps = total_steps(cfg, train_split)
+    return TrainState(cfg, rt, model, optimizer, puzzle_optimizer, stream, carry, steps, task, cost, ema,
+                      compile_plan=compile_plan(cfg, rt, model, task["seq_len"], steps))
+
+
+def compile_plan(cfg: Config, rt: Runtime, model: Recurrent, seq_len: int, steps: int) -> CompilePlan | None:
+    """train.compile on: the blocks compiled now; auto: compiled when the plan decides to
+    (hrm.compiled: each block one graph for every setting; the ACT loop stays eager)."""
+    if rt.compile == "off" or (rt.compile == "auto" and steps <= PROBE_STEPS):
+        return None
+    folder, key = cfg.train.compile_cache, compile_key(cfg, rt, seq_len)
+
+    def compile_now() -> float:
+        compile_blocks(model)
+        start = time.perf_counter()
+        if folder:
+            load_cache(folder, key, _warn)
+        return time.perf_counter() - start
+
+    return CompilePlan(rt.compile, folder, key, rt.device, compile_now, main=rt.is_main, runs=cfg.train.compile_runs)
 
 
 def _rank_state(state: TrainState) -> dict[str, Any]:

@@ -72,7 +72,7 @@ def _worker(space: SearchSpace, storage: str, name: str, config: dict[str, Any])
     folder for the trial in the storage (one TensorBoard run per trial)."""
     trial_dir = Path(ray.tune.get_context().get_trial_dir()).name
     return worker_config(trial_config(space, config), f"{storage}/{name}/{trial_dir}", storage,
-                         hparams(space, config), space.rung, space.budget.seeds)
+                         hparams(space, config), space.rung, space.budget.seeds, space.budget.num_samples)
 
 
 def train_in_trial(config: dict[str, Any], *, space: SearchSpace, storage: str, name: str) -> None:

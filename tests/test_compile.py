@@ -129,7 +129,7 @@ def test_a_compiled_run_shares_its_blocks_after_its_first_evaluation(tmp_path, t
     cache = tmp_path / "compile_cache"
     eager = train(tiny.config(tmp_path / "eager"))
     compiled = train(tiny.config(tmp_path / "compiled", train={"compile": "on", "compile_cache": str(cache)}))
-    assert [p.suffix for p in cache.iterdir()] == [".bin"]  # written once, under its key
+    assert [p.suffix for p in cache.iterdir()] == [".bin"]  # written once, under its key (no ledger: not timed)
     assert compiled["token_accuracy"] == pytest.approx(eager["token_accuracy"], abs=0.02)
 
 
@@ -142,3 +142,82 @@ def test_a_cache_that_cannot_be_written_is_one_warning_and_the_run_goes_on(tmp_p
     assert out["step"] == 4
     lines = [line for line in capsys.readouterr().err.splitlines() if "compile cache" in line]
     assert len(lines) == 1 and "not written" in lines[0] and "training goes on" in lines[0], lines
+
+
+def _auto(tmp_path, tiny, name, **train):
+    from hrm.train import train as run
+
+    cfg = tiny.config(tmp_path / name, train={"steps": 16, "eval_interval": 4, "compile": "auto",
+                                              "compile_cache": str(tmp_path / "cache"), **train})
+    return run(cfg)
+
+
+def test_auto_compiles_when_the_rule_says_so_and_records_what_it_measured(tmp_path, tiny, capsys, monkeypatch):
+    import hrm.compile_plan as C
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    monkeypatch.setitem(C.PRIORS, "cpu", {**C.PRIORS["cpu"], "cold": 1e-9})  # any saving beats it
+    torch._dynamo.reset()
+    counters.clear()
+    _auto(tmp_path, tiny, "first")
+    out = capsys.readouterr().out
+    assert "compile auto: on: 11 steps x" in out and "(nothing cached, prior)" in out, out
+    assert "compiled in" in out and counters["stats"]["unique_graphs"] >= 2
+    key = json.loads(Path(next((tmp_path / "cache").glob("*.json"))).read_text())["history"]
+    node = json.loads(next((tmp_path / "inductor" / "hrm").glob("*.json")).read_text())["history"]
+    assert len(key["cold"]) == len(key["speedup"]) == 1 and key["cold"][0] > 0 and key["speedup"][0] > 0
+    assert node == key and not list((tmp_path / "inductor" / "hrm").glob("*.compiling"))  # marker gone
+    assert sorted(p.suffix for p in (tmp_path / "cache").iterdir()) == [".bin", ".json"]
+    # a second run on this node finds the node's cache and decides on what the first measured
+    _auto(tmp_path, tiny, "second")
+    out = capsys.readouterr().out
+    assert "compile auto: on" in out or "compile auto: off" in out
+    assert "(compiled on this node before, prior)" in out and f"1/{key['speedup'][0]:.2f} measured" in out, out
+
+
+def test_auto_waits_while_another_process_on_the_node_compiles_the_same_blocks(tmp_path, tiny, capsys, monkeypatch):
+    import hrm.compile_plan as C
+    from hrm.dataset import task_spec
+    from hrm.runtime import resolve_runtime
+    from hrm.train_state import compile_key
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    monkeypatch.setitem(C.PRIORS, "cpu", {**C.PRIORS["cpu"], "cold": 1e-9})
+    cfg = tiny.config(tmp_path / "x", train={"compile": "auto"})
+    marker = Path(C.node_file(compile_key(cfg, resolve_runtime(cfg), task_spec(cfg.data).seq_len), ".compiling"))
+    marker.parent.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        marker.write_text(str(other.pid))  # alive: this run trains eager throughout
+        torch._dynamo.reset()
+        counters.clear()
+        _auto(tmp_path, tiny, "waits")
+        out = capsys.readouterr().out
+        assert out.count("another run on this node is compiling") == 1 and "compile auto: on" not in out, out
+        assert not counters["stats"]["unique_graphs"]
+    finally:
+        other.kill()
+        other.wait()
+    _auto(tmp_path, tiny, "after")  # its process is gone: the marker is a dead run's
+    assert "compile auto: on" in capsys.readouterr().out
+
+
+def test_auto_stays_eager_when_the_compile_costs_more_than_the_run_saves(tmp_path, tiny, capsys, monkeypatch):
+    import hrm.compile_plan as C
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    monkeypatch.setitem(C.PRIORS, "cpu", {**C.PRIORS["cpu"], "cold": 1e9})
+    torch._dynamo.reset()
+    counters.clear()
+    eager = tiny.config(tmp_path / "eager", train={"steps": 16, "eval_interval": 4, "compile": "off"})
+    from hrm.train import train
+
+    want = train(eager)
+    got = _auto(tmp_path, tiny, "auto", compile_runs=10)  # a tenth of 1e9 s is still too much
+    out = capsys.readouterr().out
+    assert "compile auto: off" in out and "shared by 10 runs" in out, out
+    assert not counters["stats"]["unique_graphs"] and not (tmp_path / "cache").exists()
+    assert got["token_accuracy"] == want["token_accuracy"]  # the same eager run

@@ -44,8 +44,11 @@ def test_the_gpu_check_script_runs_end_to_end_on_cpu(tmp_path):
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     checks = [r.get("check") for r in rows]
     assert checks[1:] == ["bf16 vs fp32", "compile vs eager (float32)", "throughput batch 8",
-                          "throughput batch 8 compiled", "train 160 steps"], checks
+                          "throughput batch 8 compiled", "compile cold", "compile node", "compile storage",
+                          "train 160 steps"], checks
     assert all(r.get("ok", True) for r in rows) and "FAILED" not in done.stdout
+    storage = next(r for r in rows if r.get("check") == "compile storage")
+    assert storage["artifacts_load_s"] > 0 and storage["second_setting_graphs"] == 0, storage
 
 
 def test_the_gpu_check_refuses_cuda_without_it():

@@ -21,7 +21,7 @@ LAYERS = [
               "hrm.data.sudoku", "hrm.data.maze_grid", "hrm.data.maze", "hrm.data.arc_tasks", "hrm.data.arc",
               "hrm.render"]),
     ("tasks", ["hrm.tasks.base", "hrm.tasks.sudoku", "hrm.tasks.maze", "hrm.tasks.arc", "hrm.tasks", "hrm.dataset"]),
-    ("runtime", ["hrm.runtime", "hrm.compiled", "hrm.compute", "hrm.optim", "hrm.checkpoint", "hrm.runlog"]),
+    ("runtime", ["hrm.runtime", "hrm.compiled", "hrm.compile_plan", "hrm.compute", "hrm.optim", "hrm.checkpoint", "hrm.runlog"]),
     ("training and evaluation", ["hrm.evaluate", "hrm.inference", "hrm.train_state", "hrm.train", "hrm.seeds",
                                  "hrm.importer"]),
     ("search and store", ["hrm.search.space", "hrm.search.spacefile", "hrm.search.trials", "hrm.search.study", "hrm.search",

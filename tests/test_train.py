@@ -240,7 +240,7 @@ def test_resolve_runtime_on_mps_is_float32_eager(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(T, "_mps_available", lambda: True)
     monkeypatch.setattr(T.torch.cuda, "is_available", lambda: False)
     rt = resolve_runtime(tiny.config(tmp_path, train={"device": "auto", "dtype": "auto"}))
-    assert (rt.device.type, rt.dtype, rt.compile) == ("mps", torch.float32, False)
+    assert (rt.device.type, rt.dtype, rt.compile) == ("mps", torch.float32, "off")
 
 
 @pytest.mark.parametrize("bf16_cpu", [True, False])
@@ -249,7 +249,7 @@ def test_dtype_auto_is_bf16_only_where_the_hardware_has_it(tiny, tmp_path, monke
 
     monkeypatch.setattr(T, "cpu_has_bf16", lambda: bf16_cpu)
     rt = resolve_runtime(tiny.config(tmp_path, train={"dtype": "auto"}))
-    assert rt.dtype == (torch.bfloat16 if bf16_cpu else torch.float32) and not rt.compile
+    assert rt.dtype == (torch.bfloat16 if bf16_cpu else torch.float32) and rt.compile == "auto"
     assert T.auto_dtype("cuda") == "bfloat16" and T.auto_dtype("mps") == "float32"
     assert resolve_runtime(tiny.config(tmp_path)).dtype == torch.float32  # what the tests pin
 

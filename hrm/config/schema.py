@@ -262,12 +262,17 @@ class TrainConfig:
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto: CUDA, else Apple's MPS, else the CPU
     # dtype auto: bfloat16 on CUDA and on CPUs with native bf16 matmuls (AVX512-BF16/AMX),
-    # float32 elsewhere; compile auto: on for CUDA only (hrm.runtime.auto_dtype).
+    # float32 elsewhere (hrm.runtime.auto_dtype).
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    # torch.compile of the model's blocks. auto: by measurement, after a few eager steps, when
+    # the rest of the run saves more than the compile costs (hrm.compile_plan); eager on MPS.
     compile: Literal["auto", "on", "off"] = "auto"
     # Where compiled blocks are cached for other runs (a folder or URI; hrm.compiled): a search
     # points it at <storage>/<name>/compile_cache. null: the node's own torch caches only.
     compile_cache: str | None = None
+    # How many runs share this run's compile through compile_cache (a search: its trials): a
+    # cold compile's cost is split among them when auto decides.
+    compile_runs: AtLeast1 = 1
     # Exponential moving average of the weights (e.g. 0.999, TRM's); evaluation uses it and
     # checkpoints store it as the model (hrm.optim.EMA). null: off, as in HRM.
     ema: Annotated[float | None, Range(gt=0, lt=1)] = None
