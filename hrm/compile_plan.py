@@ -15,12 +15,14 @@ compiled run records the compile's cost at the state it found and its step's spe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -125,7 +127,7 @@ def another_compiling(key: dict[str, Any]) -> bool:
     """Whether a live process on this node is compiling `key` now (its marker)."""
     path = node_file(key, ".compiling")
     try:
-        pid, age = int(open(path).read().strip() or 0), time.time() - os.path.getmtime(path)
+        pid, age = int(Path(path).read_text().strip() or 0), time.time() - os.path.getmtime(path)
     except (OSError, ValueError):
         return False
     if pid == os.getpid() or age > MARKER_S:
@@ -263,12 +265,14 @@ class CompilePlan:
         so), and others on it may load them."""
         if not self.main:
             return
+        ledger = node_file(self.key, ".json")
         try:
-            if not os.path.exists(node_file(self.key, ".json")):
-                _write(node_file(self.key, ".json"), {"key": self.key, "history": {}})
-            os.remove(node_file(self.key, ".compiling"))
-        except OSError:
+            if not os.path.exists(ledger):
+                _write(ledger, {"key": self.key, "history": {}})
+        except OSError:  # no ledger: the node's other runs take it for cold, and hit its caches
             pass
+        with contextlib.suppress(OSError):  # on its own: a marker left behind keeps the others eager
+            os.remove(node_file(self.key, ".compiling"))
 
     def _measured(self, say: Callable[[str], None]) -> None:
         step_s = statistics.median(self.steps[1:])
