@@ -99,9 +99,24 @@ def check_device(device: torch.device, dtype: torch.dtype) -> str | None:
     return None
 
 
+def top_ops(step, steps: int, top: int = 12) -> list[dict]:
+    """`torch.profiler` over `steps` calls of `step`: the ops (and compiled graphs) with the
+    largest share of the self time, largest first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    rows = prof.key_averages()
+    total = sum(r.self_cpu_time_total for r in rows)
+    rows = sorted(rows, key=lambda r: r.self_cpu_time_total, reverse=True)[:top]
+    return [{"op": r.key[:60], "self_share": round(r.self_cpu_time_total / total, 4)} for r in rows]
+
+
 def measure(cfg, batch: int, steps: int, warmup: int, device: torch.device, dtype: torch.dtype,
-            compile_segment: bool = False) -> dict:
-    """Time `steps` training segments after `warmup` ones; the result `main` prints."""
+            compile_segment: bool = False, profile_steps: int = 0) -> dict:
+    """Time `steps` training segments after `warmup` ones, then profile `profile_steps` more;
+    the result `main` prints."""
     spec = task_spec(cfg.data)
     torch.manual_seed(0)
     model = build_model(cfg, {"vocab_size": spec.vocab_size, "seq_len": spec.seq_len, "num_puzzle_ids": spec.num_puzzle_ids})
@@ -149,6 +164,8 @@ def measure(cfg, batch: int, steps: int, warmup: int, device: torch.device, dtyp
         "roofline_ratio": flops / (roof["gflops"] * 1e9),
         "roofline": roof,
     }
+    if profile_steps:
+        result["profile"] = top_ops(step, profile_steps)
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
@@ -168,6 +185,8 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None)
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="then profile N more segments: the ops with the largest share of the time")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = p.parse_args()
     if args.threads is not None:
@@ -181,7 +200,9 @@ def main() -> None:
     if why:
         p.exit(2, f"train_throughput.py: {why}\n")
     cfg = load_config(args.config, args.set)
-    result = measure(cfg, args.batch, args.steps, args.warmup, device, dtype, args.compile)
+    if args.profile < 0:
+        p.exit(2, f"train_throughput.py: --profile must be >= 0, got {args.profile}\n")
+    result = measure(cfg, args.batch, args.steps, args.warmup, device, dtype, args.compile, args.profile)
     print(json.dumps({"config": args.config, "overrides": args.set, **result}))
 
 

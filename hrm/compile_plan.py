@@ -30,7 +30,7 @@ import torch.distributed as dist
 from torch._inductor.runtime.cache_dir_utils import cache_dir  # inductor's own (TORCHINDUCTOR_CACHE_DIR)
 
 from hrm.compiled import cache_file, digest
-from hrm.storage import exists, open_uri, write_bytes
+from hrm.storage import exists, read_bytes, write_atomic, write_bytes
 
 PROBE_STEPS = 6  # eager steps timed before auto decides; the first (a warm-up) is not counted
 MEASURE_STEPS = 5  # compiled steps timed after the compile, for the speed-up
@@ -85,7 +85,7 @@ def cache_state(folder: str | None, key: dict[str, Any]) -> str:
 
 def known_costs(folder: str | None, key: dict[str, Any], device_type: str) -> tuple[dict[str, float], set[str]]:
     """The costs to decide with (PRIORS' keys), and which of them were measured: the median
-    of each cost's history, this node's ledger before the search's."""
+    of each cost's history, this node's ledger over the search's."""
     costs, measured = dict(PRIORS["cuda" if device_type == "cuda" else "cpu"]), set()
     for path in ledgers(folder, key):
         history = _read_json(path).get("history", {})
@@ -109,17 +109,13 @@ def record_costs(folder: str | None, key: dict[str, Any], measured: dict[str, fl
 
 def _read_json(path: str) -> dict[str, Any]:
     try:
-        fs, local = open_uri(path)
-        with fs.open_input_stream(local) as f:
-            found = json.loads(f.read())
+        found = json.loads(read_bytes(path))
         return found if isinstance(found, dict) else {}
     except (OSError, ValueError):  # none yet, or unreadable: the priors stand
         return {}
 
 
 def _write(path: str, obj: dict[str, Any]) -> None:
-    if "://" not in path:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
     write_bytes(path, json.dumps(obj, sort_keys=True, indent=1).encode())
 
 
@@ -180,6 +176,11 @@ class CompilePlan:
     def compiled(self) -> bool:
         return self.phase not in ("probe", "eager")
 
+    @property
+    def eager_step_s(self) -> float:
+        """The median eager step of the latest probed steps (the first, a warm-up, left out)."""
+        return statistics.median(self.eager[1:][-2 * PROBE_STEPS:])
+
     def step(self, run: Callable[[], T], steps_left: int, say: Callable[[str], None]) -> T:
         """`run()` (one training step), timed while the plan still measures."""
         if self.phase in ("done", "eager"):
@@ -219,7 +220,7 @@ class CompilePlan:
         return time.perf_counter() - start, out
 
     def _decide(self, steps_left: int, say: Callable[[str], None]) -> None:
-        eager_s = statistics.median(self.eager[1:][-2 * PROBE_STEPS:])
+        eager_s = self.eager_step_s
         verdict, line = _WAIT, ""
         if self.main and not another_compiling(self.key):
             self.state = cache_state(self.folder, self.key)
@@ -253,9 +254,7 @@ class CompilePlan:
         """Compile (the next step runs the compiled blocks), marking the node while it does."""
         if self.main and self.state != "node":
             try:
-                os.makedirs(os.path.dirname(node_file(self.key, ".compiling")), exist_ok=True)
-                with open(node_file(self.key, ".compiling"), "w") as f:
-                    f.write(str(os.getpid()))
+                write_atomic(node_file(self.key, ".compiling"), str(os.getpid()))
             except OSError:  # no marker: others may compile at the same time, nothing worse
                 pass
         self.load_s, self.phase = self.compile(), "first"
@@ -280,7 +279,7 @@ class CompilePlan:
         line = f"[train] compiled in {compile_s:.1f} s ({STATES[self.state]}): {step_s:.3f} s/step"
         self.found = {"train": compile_s}
         if self.eager:
-            eager_s = statistics.median(self.eager[1:][-2 * PROBE_STEPS:])
+            eager_s = self.eager_step_s
             self.found["speedup"] = eager_s / step_s
             line += f", {eager_s:.3f} eager ({eager_s / step_s:.2f}x)"
         say(line)

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from hrm.model.layers import Block
-from hrm.storage import exists, open_uri, write_bytes
+from hrm.storage import exists, read_bytes, write_bytes
 
 MAGIC = b"hrm-compile-cache 1\n"
 
@@ -77,9 +77,7 @@ def load_cache(folder: str, key: dict[str, Any], warn: Callable[[str], None]) ->
     path = cache_file(folder, key)
     if not exists(path):
         return False
-    fs, local = open_uri(path)
-    with fs.open_input_stream(local) as f:
-        data = f.read()
+    data = read_bytes(path)
     head, _, payload = data[len(MAGIC):].partition(b"\n")
     try:
         found = json.loads(head) if data.startswith(MAGIC) else None

@@ -130,6 +130,13 @@ def exists(uri: str) -> bool:
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
+def read_bytes(uri: str) -> bytes:
+    """One whole file at a path or URI (OSError if there is none)."""
+    fs, path = open_uri(uri)
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
 def write_bytes(uri: str, data: bytes) -> None:
     """One whole file at a path or URI (an object PUT is atomic; a local file is `write_atomic`)."""
     fs, path = open_uri(uri)
